@@ -1,0 +1,426 @@
+"""The ``gannas`` command line. Each command calls the public API only.
+
+Errors the user can fix print one line (``error: ...``) and exit with code 2; a traceback is shown
+only for internal errors, and only with ``GANNAS_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from gannas.errors import GannasError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Neural architecture search for GANs: search, inspect, export and score generators.",
+    pretty_exceptions_enable=False,
+)
+spaces_app = typer.Typer(no_args_is_help=True, help="List, show and validate search spaces.")
+app.add_typer(spaces_app, name="spaces")
+
+StorageOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--storage",
+        help="Study database URL (default: $GANNAS_STORAGE, else sqlite:///gannas.db here).",
+    ),
+]
+ArtifactsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--artifacts",
+        help="Artifact store: a directory or s3://bucket/prefix "
+        "(default: $GANNAS_ARTIFACTS, else ./gannas_artifacts).",
+    ),
+]
+
+
+def _echo_err(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+
+
+# --------------------------------------------------------------------------- search
+
+
+@app.command()
+def search(
+    space: Annotated[str, typer.Option(help="Built-in space name (dcgan, autogan) or a YAML file.")],
+    dataset: Annotated[
+        str, typer.Option(help="digits, cifar10, mnist, fashion-mnist, a folder or an .npz file.")
+    ],
+    trials: Annotated[int, typer.Option(help="Finished trials the study must reach.")],
+    study: Annotated[Optional[str], typer.Option(help="Study name (default: space-dataset-res).")] = None,
+    storage: StorageOpt = None,
+    artifacts: ArtifactsOpt = None,
+    budget: Annotated[int, typer.Option(help="Generator steps per trial.")] = 300,
+    eval_points: Annotated[int, typer.Option(help="FID evaluations per trial.")] = 3,
+    fid_samples: Annotated[int, typer.Option(help="Fake samples per FID evaluation.")] = 500,
+    real_samples: Annotated[
+        Optional[int], typer.Option(help="Real samples for the reference statistics.")
+    ] = None,
+    metrics: Annotated[str, typer.Option(help="Comma-separated: fid, kid, is.")] = "fid,kid,is",
+    resolution: Annotated[int, typer.Option(help="Image resolution (16, 32, 64, ...).")] = 32,
+    channels: Annotated[Optional[int], typer.Option(help="1 or 3 (default: the dataset's).")] = None,
+    sampler: Annotated[
+        Optional[str], typer.Option(help="tpe, random, nsga2, evolution, grid (default: the space's).")
+    ] = None,
+    pruner: Annotated[
+        Optional[str],
+        typer.Option(help="none, median, successive_halving, hyperband (default: the space's)."),
+    ] = None,
+    objectives: Annotated[
+        str, typer.Option(help="fid, or fid plus a cost: fid,params | fid,macs | fid,latency.")
+    ] = "fid",
+    workers: Annotated[int, typer.Option(help="Trials running at once.")] = 2,
+    cpus_per_trial: Annotated[float, typer.Option(help="CPUs each trial reserves.")] = 1.0,
+    gpus_per_trial: Annotated[
+        Optional[float], typer.Option(help="GPUs per trial; fractions pack trials (default: 1 if a GPU exists).")
+    ] = None,
+    address: Annotated[
+        Optional[str], typer.Option(help="Ray cluster to join: auto or ray://host:port.")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="ray, or inline (one trial at a time, in-process).")] = "ray",
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 (default: auto).")] = None,
+    inception_weights: Annotated[
+        Optional[str], typer.Option(help="Local FID Inception weights file (else hub cache/download).")
+    ] = None,
+    allow_unverified_weights: Annotated[
+        bool, typer.Option(help="Accept a weights file whose sha256 differs; recorded as unverified.")
+    ] = False,
+    feature_extractor: Annotated[
+        Optional[str], typer.Option(help="TorchScript feature extractor replacing Inception-v3.")
+    ] = None,
+    data_root: Annotated[Optional[str], typer.Option(help="Where torchvision datasets live.")] = None,
+    keep_checkpoints: Annotated[int, typer.Option(help="Keep generator checkpoints of the best N trials.")] = 5,
+    max_retries: Annotated[int, typer.Option(help="Retries of a trial whose worker died.")] = 2,
+    heartbeat_interval: Annotated[int, typer.Option(help="Seconds between trial heartbeats.")] = 5,
+    grace_period: Annotated[
+        int, typer.Option(help="Seconds without heartbeat after which a trial counts as lost.")
+    ] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler and of each trial.")] = 0,
+) -> None:
+    """Run (or continue) an architecture search until the study has N finished trials."""
+    from nas.controller import run_search
+    from nas.progress import RichProgress
+    from nas.settings import HowToSearch, ScoringSettings, WhatToSearch, WhereToRun
+
+    what = WhatToSearch(
+        space=space,
+        dataset=dataset,
+        resolution=resolution,
+        channels=channels,
+        budget=budget,
+        eval_points=eval_points,
+        scoring=ScoringSettings(
+            fid_samples=fid_samples,
+            real_samples=real_samples,
+            inception_weights=inception_weights or os.environ.get("GANNAS_INCEPTION_WEIGHTS"),
+            allow_unverified_weights=allow_unverified_weights,
+            feature_extractor=feature_extractor,
+            metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+        ),
+        data_root=data_root,
+        seed=seed,
+    )
+    how = HowToSearch(
+        trials=trials,
+        study=study,
+        sampler=sampler,
+        pruner=pruner,
+        objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
+        max_retries=max_retries,
+    )
+    where = WhereToRun(
+        storage=storage,
+        artifacts=_artifacts_dir(artifacts),
+        address=address,
+        executor=executor,
+        workers=workers,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        device=device,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+        keep_checkpoints=keep_checkpoints,
+    )
+    with RichProgress() as progress:
+        summary = run_search(what, how, where, progress=progress.sink())
+    best = (
+        f"best trial {summary.best_number} with FID {summary.best_value:.4f}"
+        if summary.best_value is not None
+        else "no completed trial yet"
+    )
+    states = ", ".join(f"{k} {v}" for k, v in sorted(summary.states.items()))
+    typer.echo(
+        f"study {summary.study_name!r} in {summary.storage}: {summary.finished}/{summary.target} "
+        f"finished ({states}); {best}"
+    )
+
+
+def _artifacts_dir(artifacts: str | None) -> str:
+    return artifacts or os.environ.get("GANNAS_ARTIFACTS") or str(Path("gannas_artifacts").resolve())
+
+
+# --------------------------------------------------------------------------- spaces
+
+
+@spaces_app.command("list")
+def spaces_list() -> None:
+    """List the built-in search spaces."""
+    from search_spaces import builtin_space_names, resolve_space
+
+    for name in builtin_space_names():
+        space = resolve_space(name)
+        typer.echo(f"{name:10s} {space.description}")
+
+
+@spaces_app.command("show")
+def spaces_show(name: Annotated[str, typer.Argument(help="Built-in name or YAML file.")]) -> None:
+    """Print a search space as YAML."""
+    from search_spaces import resolve_space
+
+    typer.echo(resolve_space(name).to_yaml())
+
+
+@spaces_app.command("validate")
+def spaces_validate(path: Annotated[str, typer.Argument(help="YAML file to check.")]) -> None:
+    """Check a search-space file; prints what was wrong, or a summary of the space."""
+    from search_spaces import load_space
+
+    space = load_space(path)
+    params = list(space.parameters())
+    typer.echo(f"ok: {path}: space {space.name!r} (family {space.family}), {len(params)} parameters")
+
+
+# --------------------------------------------------------------------------- studies
+
+
+@app.command()
+def studies(storage: StorageOpt = None) -> None:
+    """List the studies in the database with their trial counts and best FID."""
+    import optuna
+
+    from nas.study_state import count_finished
+    from storage import open_storage, resolve_storage_url
+
+    url = resolve_storage_url(storage)
+    summaries = optuna.get_all_study_summaries(open_storage(url))
+    if not summaries:
+        typer.echo("no studies")
+        return
+    for s in summaries:
+        best = s.best_trial.values[0] if s.best_trial and s.best_trial.values else None
+        study = optuna.load_study(study_name=s.study_name, storage=open_storage(url))
+        finished = count_finished(study.get_trials(deepcopy=False))
+        best_text = f"{best:.4f}" if best is not None else "-"
+        typer.echo(f"{s.study_name}\ttrials={s.n_trials}\tfinished={finished}\tbest_fid={best_text}")
+
+
+def _load_study(name: str, storage: str | None) -> Any:
+    import optuna
+
+    from storage import open_storage, redact_url, resolve_storage_url
+
+    url = resolve_storage_url(storage)
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(url))
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(url))]
+        raise GannasError(
+            f"no study named {name!r} in {redact_url(url)}; studies there: "
+            f"{', '.join(names) if names else 'none'}"
+        ) from None
+
+
+@app.command("trials")
+def trials_cmd(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """List a study's trials: state, final FID, parameters and stored attributes."""
+    from nas.study_state import trial_summary
+
+    loaded = _load_study(study, storage)
+    rows = [trial_summary(t) for t in loaded.get_trials(deepcopy=False)]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for r in rows:
+        value = f"{r['value']:.4f}" if isinstance(r["value"], (int, float)) else "-"
+        extra = f"  ({r['fail_reason']})" if r["fail_reason"] else ""
+        typer.echo(f"{r['number']:4d}  {r['state']:8s}  fid={value:>10s}  G={r['params_g']}{extra}")
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+@app.command()
+def dashboard(
+    storage: StorageOpt = None,
+    artifacts: ArtifactsOpt = None,
+    host: Annotated[str, typer.Option(help="Address to bind; loopback unless told otherwise.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8080,
+) -> None:
+    """Serve optuna-dashboard on the study database and the artifact store."""
+    from optuna_dashboard import run_server
+
+    from storage import open_storage, redact_url, resolve_storage_url
+    from storage.artifacts import make_artifact_store
+
+    url = resolve_storage_url(storage)
+    store = make_artifact_store(_artifacts_dir(artifacts))
+    typer.echo(f"optuna-dashboard on http://{host}:{port} for {redact_url(url)}", err=True)
+    run_server(open_storage(url), host=host, port=port, artifact_store=store)
+
+
+# --------------------------------------------------------------------------- export / sample
+
+
+@app.command()
+def export(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    out: Annotated[Path, typer.Option(help="Directory to write (must not exist or be empty).")],
+    trial: Annotated[Optional[int], typer.Option(help="Trial number (default: the best).")] = None,
+    storage: StorageOpt = None,
+    artifacts: ArtifactsOpt = None,
+    fmt: Annotated[
+        list[str],
+        typer.Option("--format", help="Extra formats: torchscript, onnx (repeatable)."),
+    ] = [],  # noqa: B006 - typer needs a literal default
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing export.")] = False,
+) -> None:
+    """Export a trial's generator: safetensors weights, architecture, FID protocol, provenance."""
+    from nas.export import export_trial
+
+    loaded = _load_study(study, storage)
+    path = export_trial(
+        loaded,
+        out,
+        trial_number=trial,
+        artifacts=_artifacts_dir(artifacts),
+        formats=tuple(fmt),
+        overwrite=overwrite,
+    )
+    typer.echo(f"exported to {path}")
+
+
+@app.command()
+def sample(
+    directory: Annotated[Path, typer.Argument(help="An exported generator directory.")],
+    out: Annotated[Path, typer.Option(help="PNG file to write.")],
+    n: Annotated[int, typer.Option(help="Number of images.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the latent vectors.")] = 0,
+) -> None:
+    """Write an image grid sampled from an exported generator."""
+    import torch
+
+    from storage import load_generator
+    from trainers import save_image_grid
+
+    if n < 1:
+        raise GannasError(f"--n must be at least 1, got {n}")
+    generator = load_generator(directory)
+    z = torch.randn(n, generator.latent_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        images = generator(z)
+    save_image_grid(images, out)
+    typer.echo(f"wrote {n} samples to {out}")
+
+
+# --------------------------------------------------------------------------- fid / report
+
+
+@app.command()
+def fid(
+    source_a: Annotated[str, typer.Argument(help="Folder, .npz, dataset name or exported generator.")],
+    source_b: Annotated[str, typer.Argument(help="Folder, .npz, dataset name or exported generator.")],
+    inception_weights: Annotated[Optional[str], typer.Option(help="Local Inception weights file.")] = None,
+    allow_unverified_weights: Annotated[bool, typer.Option(help="Accept unverified weights.")] = False,
+    num_samples: Annotated[Optional[int], typer.Option(help="Images per source (generators: required).")] = None,
+    resolution: Annotated[Optional[int], typer.Option(help="Resolution for dataset sources.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Feature-extraction batch size.")] = 64,
+    feature_extractor: Annotated[
+        Optional[str], typer.Option(help="TorchScript feature extractor instead of Inception-v3.")
+    ] = None,
+) -> None:
+    """Print the FID between two image sources (the value is the last line)."""
+    from nas.fid_sources import fid_between
+
+    result = fid_between(
+        source_a,
+        source_b,
+        weights_path=inception_weights or os.environ.get("GANNAS_INCEPTION_WEIGHTS"),
+        allow_unverified=allow_unverified_weights,
+        num_samples=num_samples,
+        resolution=resolution,
+        device=device,
+        batch_size=batch_size,
+        extractor_path=feature_extractor,
+    )
+    for key, value in result.details().items():
+        typer.echo(f"{key}: {value}")
+    typer.echo(f"{result.fid:.6f}")
+
+
+@app.command()
+def report(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    out: Annotated[Path, typer.Option(help="Directory for index.html.")],
+    storage: StorageOpt = None,
+    artifacts: ArtifactsOpt = None,
+    top: Annotated[int, typer.Option(help="Best trials to show.")] = 5,
+) -> None:
+    """Write a self-contained HTML report of a study."""
+    from nas.report import write_report
+    from storage.artifacts import make_artifact_store
+
+    loaded = _load_study(study, storage)
+    path = write_report(
+        loaded, out, artifact_store=make_artifact_store(_artifacts_dir(artifacts)), top_k=top
+    )
+    typer.echo(f"wrote {path}")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(args=argv, standalone_mode=False)
+    except GannasError as exc:
+        _echo_err(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _echo_err("interrupted")
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        _echo_err("aborted")
+        return 130
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        if os.environ.get("GANNAS_DEBUG"):
+            raise
+        _echo_err(f"internal error: {type(exc).__name__}: {exc} (set GANNAS_DEBUG=1 for a traceback)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""The search controller: Optuna asks, Ray workers train and score, the study records.
+
+The controller samples each trial's architecture (so one sampler sees every result), dispatches it
+to an executor, keeps the heartbeats of trials it dispatched, and fails trials whose worker died so
+their architecture is retried. Workers write each trial's results themselves (see
+:mod:`nas.trial_runner`). Everything the loop decides is derived from the study at each turn, so a
+killed controller is continued by running the same command again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from gannas.errors import GannasError
+from nas import attrs
+from nas.executors import Executor, Finished, describe_error, make_executor
+from nas.settings import HowToSearch, WhatToSearch, WhereToRun, eval_steps, validate_settings
+from nas.study_state import (
+    count_finished,
+    fail_trial,
+    next_retry,
+    open_study,
+    recover_stale_trials,
+)
+from nas.trial_job import DataSpec, ScoringSpec, TrialJob
+
+log = logging.getLogger("gannas.controller")
+
+
+class SearchInterrupted(GannasError):
+    """The user interrupted the search; the study was left consistent."""
+
+    exit_code = 130
+
+
+@dataclass
+class SearchProgress:
+    """What the controller tells its caller while it runs (the CLI draws a progress bar)."""
+
+    on_start: Callable[[str, int, int], None] = lambda study, target, finished: None
+    on_update: Callable[[int, float | None, int], None] = lambda finished, best, running: None
+    on_message: Callable[[str], None] = lambda message: None
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    study_name: str
+    storage: str
+    target: int
+    finished: int
+    states: dict[str, int]
+    best_number: int | None
+    best_value: float | None
+    elapsed_s: float
+    trials_run_now: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def default_study_name(space_name: str, dataset_name: str, resolution: int) -> str:
+    short = dataset_name.split(":", 1)[-1].rstrip("/").split("/")[-1] or dataset_name
+    return f"{space_name}-{short}-{resolution}"
+
+
+def _best(study: optuna.Study) -> tuple[int | None, float | None]:
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.values is not None
+    ]
+    if not trials:
+        return None, None
+    best = min(trials, key=lambda t: t.values[0])
+    return best.number, best.values[0]
+
+
+def run_search(
+    what: WhatToSearch,
+    how: HowToSearch,
+    where: WhereToRun,
+    *,
+    progress: SearchProgress | None = None,
+    executor: Executor | None = None,
+) -> SearchSummary:
+    """Run (or continue) a search until the study holds ``how.trials`` finished trials."""
+    from search_spaces import resolve_space, sample_config
+    from storage import is_local_only, open_storage, redact_url, resolve_storage_url
+    from nas.strategies import make_sampler
+    from nas.scoring import load_data
+
+    progress = progress or SearchProgress()
+    validate_settings(what, how, where)
+    space = resolve_space(what.space)
+    url = resolve_storage_url(where.storage)
+    if where.address and is_local_only(url):
+        raise GannasError(
+            f"storage {redact_url(url)} is an SQLite file, which workers on other nodes cannot "
+            "share safely; use a PostgreSQL URL (e.g. postgresql://user@host/db) with --address"
+        )
+
+    data = load_data(DataSpec(what.dataset, what.resolution, what.channels, what.data_root))
+    channels = what.channels or data.channels
+    data_spec = DataSpec(what.dataset, what.resolution, channels, what.data_root)
+    real_samples = min(
+        len(data.images), what.scoring.real_samples or max(what.scoring.fid_samples, 1000)
+    )
+    score = ScoringSpec(data=data_spec, scoring=what.scoring, real_samples=real_samples)
+    eval_at = eval_steps(what.budget, what.eval_points)
+
+    search_defaults = getattr(space, "search", None)
+    sampler_name = how.sampler or getattr(search_defaults, "sampler", None) or "tpe"
+    pruner_name = how.pruner or getattr(search_defaults, "pruner", None) or "hyperband"
+    study_name = how.study or default_study_name(space.name, data.name, what.resolution)
+
+    storage = open_storage(
+        url, heartbeat_interval=where.heartbeat_interval, grace_period=where.grace_period
+    )
+    grid = None
+    if sampler_name == "grid":
+        from search_spaces import space_distributions
+
+        grid = space_distributions(space)
+    sampler = make_sampler(
+        sampler_name, seed=what.seed, n_objectives=len(how.objectives), grid=grid
+    )
+    identity = {
+        "space": space.name,
+        "space_sha256": hashlib.sha256(space.to_yaml().encode()).hexdigest()[:16],
+        "family": space.family,
+        "dataset": data.name,
+        "resolution": what.resolution,
+        "channels": channels,
+        "budget": what.budget,
+        "eval_at": list(eval_at),
+        "fid_samples": what.scoring.fid_samples,
+        "real_samples": real_samples,
+        "metrics": list(what.scoring.metrics),
+        "feature_extractor": what.scoring.feature_extractor or "inception-v3",
+        "objectives": list(how.objectives),
+    }
+    study = open_study(
+        storage,
+        name=study_name,
+        sampler=sampler,
+        directions=["minimize"] * len(how.objectives),
+        identity=identity,
+        space_yaml=space.to_yaml(),
+    )
+    for number in recover_stale_trials(study, storage):
+        progress.on_message(f"trial {number} had lost its worker; it will be retried")
+
+    started = time.perf_counter()
+    target = how.trials
+    trials_now = 0
+    progress.on_start(study_name, target, count_finished(study.get_trials(deepcopy=False)))
+    if count_finished(study.get_trials(deepcopy=False)) >= target and not _running(study):
+        return _summary(study, url, target, started, trials_now, redact_url)
+
+    gpus = where.gpus_per_trial
+    if gpus is None:
+        gpus = 1.0 if _has_gpu() else 0.0
+    executor = executor or make_executor(
+        where.executor,
+        address=where.address,
+        cpus_per_trial=where.cpus_per_trial,
+        gpus_per_trial=gpus,
+    )
+    try:
+        progress.on_message("computing reference statistics of the real data (cached on disk)")
+        reference = executor.compute_reference(score, where.device)
+        loop = _Loop(
+            study=study,
+            storage=storage,
+            executor=executor,
+            progress=progress,
+            make_job=lambda trial_id, number, arch: TrialJob(
+                storage_url=url,
+                study_name=study_name,
+                trial_id=trial_id,
+                trial_number=number,
+                arch=arch,
+                budget=what.budget,
+                eval_at=eval_at,
+                score=score,
+                objectives=how.objectives,
+                pruner=pruner_name,
+                seed=what.seed + number,
+                device=where.device,
+                artifacts=where.artifacts,
+                keep_checkpoints=where.keep_checkpoints,
+                heartbeat_interval=where.heartbeat_interval,
+                gpu_fraction=gpus if 0 < gpus < 1 else None,
+                cpu_threads=max(1, int(where.cpus_per_trial)),
+            ),
+            sample=lambda trial: sample_config(
+                space, trial, resolution=what.resolution, channels=channels
+            ),
+            reference=reference,
+            target=target,
+            workers=where.workers,
+            max_retries=how.max_retries,
+            poll=min(where.heartbeat_interval, 2.0),
+        )
+        trials_now = loop.run()
+    finally:
+        executor.shutdown()
+    return _summary(study, url, target, started, trials_now, redact_url)
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+
+def _summary(
+    study: optuna.Study,
+    url: str,
+    target: int,
+    started: float,
+    trials_now: int,
+    redact: Callable[[str], str],
+) -> SearchSummary:
+    trials = study.get_trials(deepcopy=False)
+    states: dict[str, int] = {}
+    for t in trials:
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    best_number, best_value = _best(study)
+    return SearchSummary(
+        study_name=study.study_name,
+        storage=redact(url),
+        target=target,
+        finished=count_finished(trials),
+        states=states,
+        best_number=best_number,
+        best_value=best_value,
+        elapsed_s=round(time.perf_counter() - started, 2),
+        trials_run_now=trials_now,
+    )
+
+
+@dataclass
+class _Loop:
+    study: optuna.Study
+    storage: Any
+    executor: Executor
+    progress: SearchProgress
+    make_job: Callable[[int, int, dict[str, Any]], TrialJob]
+    sample: Callable[[optuna.Trial], Any]
+    reference: Any
+    target: int
+    workers: int
+    max_retries: int
+    poll: float
+
+    def run(self) -> int:
+        launched = 0
+        try:
+            while True:
+                for number in recover_stale_trials(self.study, self.storage):
+                    self.progress.on_message(f"trial {number} lost its worker; retrying it")
+                trials = self.study.get_trials(deepcopy=False)
+                finished = count_finished(trials)
+                ours = {job.trial_id for job in self.executor.running()}
+                foreign = [
+                    t for t in trials if t.state == TrialState.RUNNING and t._trial_id not in ours
+                ]
+                self.progress.on_update(finished, _best(self.study)[1], len(ours) + len(foreign))
+                if finished >= self.target and not ours and not foreign:
+                    return launched
+                while (
+                    len(ours) < self.workers
+                    and finished + len(ours) + len(foreign) < self.target
+                ):
+                    trial_id = self._launch(trials)
+                    if trial_id is None:  # the trial could not even be built: already told
+                        finished += 1
+                        continue
+                    ours.add(trial_id)
+                    launched += 1
+                for done in self.executor.wait(timeout=self.poll):
+                    self._handle(done)
+                for job in self.executor.running():
+                    self.storage.record_heartbeat(job.trial_id)
+        except KeyboardInterrupt:
+            self._interrupt()
+            raise SearchInterrupted(
+                "interrupted: running trials were stopped and marked FAIL (interrupted); "
+                "the study is consistent. Run the same command again to continue it"
+            ) from None
+
+    def _launch(self, trials: list[optuna.trial.FrozenTrial]) -> int | None:
+        retry = next_retry(trials, max_retries=self.max_retries)
+        if retry is not None:
+            attempt = int(retry.user_attrs.get(attrs.ATTEMPT, 1)) + 1
+            self.study.enqueue_trial(
+                retry.params, user_attrs={attrs.RETRY_OF: retry.number, attrs.ATTEMPT: attempt}
+            )
+            self.progress.on_message(
+                f"retrying the architecture of trial {retry.number} (attempt {attempt})"
+            )
+        trial = self.study.ask()
+        # Beat at once: until its worker starts, the controller keeps the trial alive.
+        self.storage.record_heartbeat(trial._trial_id)
+        try:
+            arch = self.sample(trial)
+        except GannasError as exc:
+            fail_trial(
+                self.storage,
+                trial._trial_id,
+                kind=attrs.FAIL_KIND_TRIAL,
+                status="invalid",
+                reason=f"invalid architecture: {exc}",
+            )
+            self.progress.on_message(f"trial {trial.number}: invalid architecture: {exc}")
+            return None
+        trial.set_user_attr(attrs.ARCH, arch.to_json_dict())
+        if attrs.ATTEMPT not in trial.user_attrs:
+            trial.set_user_attr(attrs.ATTEMPT, 1)
+        job = self.make_job(trial._trial_id, trial.number, arch.to_json_dict())
+        self.executor.submit(job, self.reference)
+        log.info("trial %d dispatched", trial.number)
+        return trial._trial_id
+
+    def _handle(self, done: Finished) -> None:
+        number = done.job.trial_number
+        if done.error is None and done.summary is not None:
+            s = done.summary
+            detail = f"FID {s['fid']:.3f}" if s.get("fid") is not None else s.get("reason", "")
+            self.progress.on_message(
+                f"trial {number} {s['state']} on {s.get('worker', '?')}: {detail}"
+            )
+            return
+        reason = f"lost: its worker died ({describe_error(done.error)})"
+        if fail_trial(
+            self.storage,
+            done.job.trial_id,
+            kind=attrs.FAIL_KIND_INFRA,
+            status="lost",
+            reason=reason,
+        ):
+            self.progress.on_message(f"trial {number} FAIL, {reason}; it will be retried")
+
+    def _interrupt(self) -> None:
+        for job in self.executor.cancel_all():
+            fail_trial(
+                self.storage,
+                job.trial_id,
+                kind=attrs.FAIL_KIND_INFRA,
+                status="interrupted",
+                reason="interrupted by the user (Ctrl-C); retried when the search continues",
+            )

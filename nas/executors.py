@@ -1,0 +1,204 @@
+"""Where trials run: Ray workers (default), or inline in this process for debugging.
+
+An executor knows nothing about Optuna: it runs :func:`nas.trial_runner.execute_trial` for a job
+and tells the controller when a job finished or its worker died.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gannas.errors import GannasError
+from nas.trial_job import ScoringSpec, TrialJob
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Finished:
+    """One job's end: its summary, or the error that says its worker died."""
+
+    job: TrialJob
+    summary: dict[str, Any] | None
+    error: BaseException | None
+
+
+class Executor(Protocol):
+    def compute_reference(self, spec: ScoringSpec, device: str | None) -> Any: ...
+    def submit(self, job: TrialJob, reference: Any) -> None: ...
+    def wait(self, timeout: float) -> list[Finished]: ...
+    def running(self) -> list[TrialJob]: ...
+    def cancel_all(self) -> list[TrialJob]: ...
+    def shutdown(self) -> None: ...
+
+
+def _configure_worker_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("gannas.worker").setLevel(logging.INFO)
+
+
+def _reference_task(spec: ScoringSpec, device: str | None) -> Any:
+    from nas.scoring import compute_reference, pick_device
+
+    _configure_worker_logging()
+    return compute_reference(spec, pick_device(device))
+
+
+def _trial_task(job: TrialJob, reference: Any) -> dict[str, Any]:
+    from nas.trial_runner import execute_trial
+
+    _configure_worker_logging()
+    return execute_trial(job, reference)
+
+
+class InlineExecutor:
+    """Runs each trial to its end inside :meth:`wait`, one at a time, in this process."""
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[TrialJob, Any]] = []
+
+    def compute_reference(self, spec: ScoringSpec, device: str | None) -> Any:
+        from nas.scoring import compute_reference, pick_device
+
+        return compute_reference(spec, pick_device(device))
+
+    def submit(self, job: TrialJob, reference: Any) -> None:
+        self._queue.append((job, reference))
+
+    def wait(self, timeout: float) -> list[Finished]:
+        if not self._queue:
+            return []
+        job, reference = self._queue.pop(0)
+        from nas.trial_runner import execute_trial
+
+        try:
+            return [Finished(job, execute_trial(job, reference), None)]
+        except Exception as exc:  # the database failed under the worker: the trial is lost
+            return [Finished(job, None, exc)]
+
+    def running(self) -> list[TrialJob]:
+        return [job for job, _ in self._queue]
+
+    def cancel_all(self) -> list[TrialJob]:
+        jobs = self.running()
+        self._queue.clear()
+        return jobs
+
+    def shutdown(self) -> None:
+        self._queue.clear()
+
+
+class RayExecutor:
+    """Dispatches trials as Ray tasks, each with its own CPU/GPU request.
+
+    ``address=None`` starts a local Ray instance sized to this machine; ``auto`` or
+    ``ray://host:port`` joins an existing cluster (whose nodes must have gannas installed).
+    """
+
+    def __init__(
+        self,
+        *,
+        address: str | None,
+        cpus_per_trial: float,
+        gpus_per_trial: float,
+    ) -> None:
+        import ray
+
+        self._ray = ray
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "logging_level": logging.WARNING,
+                "log_to_driver": True,
+            }
+            if address:
+                kwargs["address"] = address
+            else:
+                kwargs["num_cpus"] = max(os.cpu_count() or 1, math.ceil(cpus_per_trial))
+            try:
+                ray.init(**kwargs)
+            except ConnectionError as exc:
+                raise GannasError(
+                    f"cannot connect to the Ray cluster at {address!r}: {exc}. Start it with "
+                    "`ray start --head` (or check --address)"
+                ) from None
+            self._owns_ray = True
+        else:
+            self._owns_ray = False
+        options = {"num_cpus": cpus_per_trial, "num_gpus": gpus_per_trial, "max_retries": 0}
+        self._trial = ray.remote(_trial_task).options(**options)
+        self._reference = ray.remote(_reference_task).options(**options)
+        self._pending: dict[Any, TrialJob] = {}
+        self._check_capacity(cpus_per_trial, gpus_per_trial)
+
+    def _check_capacity(self, cpus: float, gpus: float) -> None:
+        total = self._ray.cluster_resources()
+        if gpus > 0 and total.get("GPU", 0) < gpus:
+            raise GannasError(
+                f"each trial asks for {gpus} GPU(s) but the Ray cluster has "
+                f"{total.get('GPU', 0):g}; use --gpus-per-trial 0 or add GPU nodes"
+            )
+        if total.get("CPU", 0) < cpus:
+            raise GannasError(
+                f"each trial asks for {cpus} CPU(s) but the Ray cluster has "
+                f"{total.get('CPU', 0):g}; lower --cpus-per-trial"
+            )
+
+    def compute_reference(self, spec: ScoringSpec, device: str | None) -> Any:
+        reference = self._ray.get(self._reference.remote(spec, device))
+        # Put once: every trial task then reads the same object instead of a copy per task.
+        return self._ray.put(reference)
+
+    def submit(self, job: TrialJob, reference: Any) -> None:
+        self._pending[self._trial.remote(job, reference)] = job
+
+    def wait(self, timeout: float) -> list[Finished]:
+        if not self._pending:
+            return []
+        done, _ = self._ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+        finished = []
+        for ref in done:
+            job = self._pending.pop(ref)
+            try:
+                finished.append(Finished(job, self._ray.get(ref), None))
+            except Exception as exc:  # worker crashed, node lost, OOM-killed, cancelled
+                finished.append(Finished(job, None, exc))
+        return finished
+
+    def running(self) -> list[TrialJob]:
+        return list(self._pending.values())
+
+    def cancel_all(self) -> list[TrialJob]:
+        jobs = list(self._pending.values())
+        for ref in list(self._pending):
+            self._ray.cancel(ref, force=True)
+        self._pending.clear()
+        return jobs
+
+    def shutdown(self) -> None:
+        if self._owns_ray:
+            self._ray.shutdown()
+
+
+def make_executor(
+    name: str, *, address: str | None, cpus_per_trial: float, gpus_per_trial: float
+) -> Executor:
+    if name == "inline":
+        return InlineExecutor()
+    return RayExecutor(
+        address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial
+    )
+
+
+def describe_error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = next((line for line in text if line.strip()), "")
+    return f"{type(exc).__name__}: {first}"[:500]
+
+
+__all__: Sequence[str] = ["Executor", "Finished", "InlineExecutor", "RayExecutor", "make_executor"]

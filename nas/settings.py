@@ -1,0 +1,138 @@
+"""What a search asks for, split the way Ray's Tuner splits it.
+
+* :class:`WhatToSearch` — the space, the data and how one trial is trained and scored.
+* :class:`HowToSearch` — sampler, pruner, objectives and the number of finished trials.
+* :class:`WhereToRun` — storage, artifacts, Ray address and per-trial resources.
+
+All three are plain frozen data, validated in one place (:func:`validate_settings`), so the CLI and
+programs calling :func:`nas.run_search` get the same checks and the same messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gannas.errors import GannasError
+
+OBJECTIVE_NAMES = ("fid", "params", "macs", "latency")
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """How every trial of a study is scored. Part of the study's identity: never mixed."""
+
+    fid_samples: int = 500
+    """Fake samples per evaluation; the reference statistics use ``max(fid_samples, 1000)`` reals
+    capped at the dataset size."""
+    real_samples: int | None = None
+    inception_weights: str | None = None
+    allow_unverified_weights: bool = False
+    feature_extractor: str | None = None
+    """A TorchScript feature extractor file replacing Inception-v3 (domain-specific FD)."""
+    metrics: tuple[str, ...] = ("fid", "kid", "is")
+    batch_size: int = 100
+
+
+@dataclass(frozen=True)
+class WhatToSearch:
+    space: str
+    dataset: str
+    resolution: int = 32
+    channels: int | None = None
+    budget: int = 300
+    """Generator steps per trial."""
+    eval_points: int = 3
+    """Evaluations per trial (the last at the full budget); pruners decide at each."""
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
+    data_root: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class HowToSearch:
+    trials: int
+    study: str | None = None
+    sampler: str | None = None
+    pruner: str | None = None
+    objectives: tuple[str, ...] = ("fid",)
+    max_retries: int = 2
+    """How often an architecture whose worker died (not whose training failed) is run again."""
+
+
+@dataclass(frozen=True)
+class WhereToRun:
+    storage: str | None = None
+    artifacts: str | None = None
+    address: str | None = None
+    executor: str = "ray"
+    """``ray`` (default) or ``inline`` (trials run one at a time in this process; for debugging)."""
+    workers: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None
+    """``None`` picks 1 when the machine has a GPU, else 0. Fractions pack trials on one GPU."""
+    device: str | None = None
+    heartbeat_interval: int = 5
+    grace_period: int = 20
+    keep_checkpoints: int = 5
+
+
+def eval_steps(budget: int, points: int) -> tuple[int, ...]:
+    """Evaluation steps spread geometrically, ending at the budget.
+
+    Geometric spacing gives successive-halving/Hyperband rungs something to compare early, when
+    most bad architectures are already visible, while the last point scores the full budget.
+    """
+    points = max(1, min(points, budget))
+    steps = {budget}
+    for i in range(1, points):
+        steps.add(max(1, round(budget / (2 ** (points - i)))))
+    return tuple(sorted(steps))
+
+
+def validate_settings(what: WhatToSearch, how: HowToSearch, where: WhereToRun) -> None:
+    """Cross-field checks, one place, one clear message each."""
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise GannasError(message)
+
+    need(how.trials >= 1, f"--trials must be at least 1, got {how.trials}")
+    need(what.budget >= 1, f"--budget must be at least 1 generator step, got {what.budget}")
+    need(what.eval_points >= 1, f"--eval-points must be at least 1, got {what.eval_points}")
+    need(
+        what.resolution >= 8 and what.resolution & (what.resolution - 1) == 0,
+        f"--resolution must be a power of two >= 8 (16, 32, 64 ...), got {what.resolution}",
+    )
+    need(what.channels in (None, 1, 3), f"--channels must be 1 or 3, got {what.channels}")
+    need(
+        what.scoring.fid_samples >= 2,
+        f"--fid-samples must be at least 2, got {what.scoring.fid_samples}",
+    )
+    need(where.workers >= 1, f"--workers must be at least 1, got {where.workers}")
+    need(where.cpus_per_trial > 0, f"--cpus-per-trial must be > 0, got {where.cpus_per_trial}")
+    need(
+        where.gpus_per_trial is None or where.gpus_per_trial >= 0,
+        f"--gpus-per-trial must be >= 0, got {where.gpus_per_trial}",
+    )
+    need(
+        where.executor in ("ray", "inline"),
+        f"--executor must be 'ray' or 'inline', got {where.executor!r}",
+    )
+    need(how.max_retries >= 0, f"--max-retries must be >= 0, got {how.max_retries}")
+    need(len(how.objectives) >= 1, "--objectives needs at least one objective")
+    need(
+        how.objectives[0] == "fid",
+        f"the first objective must be 'fid' (quality), got {','.join(how.objectives)!r}",
+    )
+    for name in how.objectives:
+        need(
+            name in OBJECTIVE_NAMES,
+            f"unknown objective {name!r}; expected some of {', '.join(OBJECTIVE_NAMES)}",
+        )
+    need(
+        len(set(how.objectives)) == len(how.objectives),
+        f"--objectives repeats a name: {','.join(how.objectives)!r}",
+    )
+    unknown = set(what.scoring.metrics) - {"fid", "kid", "is"}
+    need(not unknown, f"unknown metrics {sorted(unknown)}; expected fid, kid, is")
+    need("fid" in what.scoring.metrics, "the metrics must include 'fid'")

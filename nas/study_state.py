@@ -1,0 +1,164 @@
+"""Reading and repairing the state of a study: what counts as finished, stale trials, retries.
+
+Everything here derives from the trials stored in the study; nothing is cached between calls,
+so several controllers (or a restarted one) agree on what is left to do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from gannas.errors import GannasError
+from nas import attrs
+
+log = logging.getLogger(__name__)
+
+
+def is_finished(trial: FrozenTrial) -> bool:
+    """A trial that reached a verdict about its architecture.
+
+    COMPLETE and PRUNED always count; FAIL counts when the architecture itself failed (diverged,
+    out of memory, an error in training). A FAIL because a worker or the controller died says
+    nothing about the architecture, so it does not count and the architecture is retried.
+    """
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    if trial.state == TrialState.FAIL:
+        return trial.user_attrs.get(attrs.FAIL_KIND) != attrs.FAIL_KIND_INFRA
+    return False
+
+
+def count_finished(trials: Sequence[FrozenTrial]) -> int:
+    return sum(1 for t in trials if is_finished(t))
+
+
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    *,
+    name: str,
+    sampler: optuna.samplers.BaseSampler,
+    directions: Sequence[str],
+    identity: Mapping[str, Any],
+    space_yaml: str,
+) -> optuna.Study:
+    """Create the study, or load it and check that it is being continued with the same settings.
+
+    A study never mixes protocols: continuing it with another space, dataset, budget or scoring
+    would make its FIDs incomparable, so that is refused with the differing setting named.
+    """
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        sampler=sampler,
+        directions=list(directions),
+        load_if_exists=True,
+    )
+    stored_dirs = [d.name.lower() for d in study.directions]
+    if stored_dirs != [d.lower() for d in directions]:
+        raise GannasError(
+            f"study {name!r} optimizes {len(stored_dirs)} objective(s) {stored_dirs}, but this "
+            f"search asks for {len(directions)}; use another --study name"
+        )
+    stored = study.user_attrs.get(attrs.STUDY_IDENTITY)
+    wanted = json.loads(json.dumps(dict(identity)))  # normalise tuples etc. to JSON values
+    if stored is None:
+        study.set_user_attr(attrs.STUDY_IDENTITY, wanted)
+        study.set_user_attr(attrs.STUDY_SPACE_YAML, space_yaml)
+    else:
+        for key in sorted(set(stored) | set(wanted)):
+            if stored.get(key) != wanted.get(key):
+                raise GannasError(
+                    f"study {name!r} was created with {key}={stored.get(key)!r}, but this search "
+                    f"has {key}={wanted.get(key)!r}; continuing it would mix incomparable trials. "
+                    "Use the original settings, or another --study name"
+                )
+    return study
+
+
+def fail_trial(
+    storage: optuna.storages.BaseStorage,
+    trial_id: int,
+    *,
+    kind: str,
+    status: str,
+    reason: str,
+) -> bool:
+    """Mark a running trial FAIL with its reason; False if it had already finished meanwhile."""
+    try:
+        storage.set_trial_user_attr(trial_id, attrs.FAIL_KIND, kind)
+        storage.set_trial_user_attr(trial_id, attrs.STATUS, status)
+        storage.set_trial_user_attr(trial_id, attrs.FAIL_REASON, reason)
+        return bool(storage.set_trial_state_values(trial_id, state=TrialState.FAIL))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+
+
+def recover_stale_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) -> list[int]:
+    """FAIL the RUNNING trials whose heartbeat stopped (their worker or controller died).
+
+    Returns the numbers of the trials it failed. They are retried by :func:`next_retry`.
+    """
+    failed: list[int] = []
+    interval = storage.get_heartbeat_interval()
+    if interval is None:
+        return failed
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        number = storage.get_trial_number_from_id(trial_id)
+        if fail_trial(
+            storage,
+            trial_id,
+            kind=attrs.FAIL_KIND_INFRA,
+            status="lost",
+            reason=(
+                "lost: no heartbeat from its worker within the grace period "
+                "(the worker or the controller died)"
+            ),
+        ):
+            log.warning("trial %d was lost (no heartbeat); it will be retried", number)
+            failed.append(number)
+    return failed
+
+
+def next_retry(trials: Sequence[FrozenTrial], *, max_retries: int) -> FrozenTrial | None:
+    """The oldest infra-failed trial whose architecture has not been retried yet, if any."""
+    retried = {t.user_attrs.get(attrs.RETRY_OF) for t in trials}
+    for trial in trials:
+        if (
+            trial.state == TrialState.FAIL
+            and trial.user_attrs.get(attrs.FAIL_KIND) == attrs.FAIL_KIND_INFRA
+            and trial.number not in retried
+            and int(trial.user_attrs.get(attrs.ATTEMPT, 1)) <= max_retries
+        ):
+            return trial
+    return None
+
+
+def trial_summary(trial: FrozenTrial) -> dict[str, Any]:
+    """The JSON view of one trial used by ``gannas trials --json``."""
+    values = trial.values
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "value": trial.user_attrs.get(attrs.FID, values[0] if values else None),
+        "values": values,
+        "params": trial.params,
+        "datetime_start": trial.datetime_start.isoformat() if trial.datetime_start else None,
+        "datetime_complete": (
+            trial.datetime_complete.isoformat() if trial.datetime_complete else None
+        ),
+        "intermediate_values": {str(k): v for k, v in sorted(trial.intermediate_values.items())},
+        "user_attrs": trial.user_attrs,
+        "arch": trial.user_attrs.get(attrs.ARCH),
+        "protocol": trial.user_attrs.get(attrs.PROTOCOL),
+        "params_g": trial.user_attrs.get(attrs.PARAMS_G),
+        "params_d": trial.user_attrs.get(attrs.PARAMS_D),
+        "wall_time_s": trial.user_attrs.get(attrs.WALL_TIME),
+        "fid": trial.user_attrs.get(attrs.FID),
+        "fail_reason": trial.user_attrs.get(attrs.FAIL_REASON),
+    }

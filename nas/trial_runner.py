@@ -1,0 +1,310 @@
+"""Runs one trial inside a worker process and records its result in the study.
+
+The worker, not the controller, writes the trial's outcome (attributes and final state): a trial
+that finished is then never lost, even if the controller is killed while the trial runs. The
+controller only asks for trials and fails those whose worker died.
+
+This module imports neither Ray nor the controller; the Ray task in :mod:`nas.executors` is a thin
+wrapper around :func:`execute_trial`, and the inline executor calls it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from nas import attrs
+from nas.trial_job import TrialJob
+
+log = logging.getLogger("gannas.worker")
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class _Heartbeat:
+    """Records the trial's heartbeat so a restarted controller can tell a live trial from a lost one."""
+
+    def __init__(self, storage: optuna.storages.RDBStorage, trial_id: int, interval: float):
+        self._storage = storage
+        self._trial_id = trial_id
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gannas-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self._interval + 5)
+
+    def _beat(self) -> None:
+        try:
+            self._storage.record_heartbeat(self._trial_id)
+        except Exception:  # a missed beat is tolerated; a long outage makes the trial stale
+            log.warning("heartbeat of trial id %d failed", self._trial_id, exc_info=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._beat()
+
+
+def _objective_values(job: TrialJob, fid: float, params_g: int, generator: Any) -> list[float]:
+    from nas.objectives import objective_value
+
+    return [fid if name == "fid" else objective_value(name, generator) for name in job.objectives]
+
+
+def execute_trial(job: TrialJob, reference: Any) -> dict[str, Any]:
+    """Train, score and record one trial. Returns a short summary for the controller's progress.
+
+    Failures of the architecture (divergence, out of memory, an exception in training) are
+    recorded as FAIL with the reason and returned normally: the search goes on. Only a failure to
+    reach the study database propagates, and then the controller fails the trial as lost.
+    """
+    from nas.scoring import pick_device
+    from nas.strategies import make_pruner
+    from storage import call_with_retries, open_storage
+
+    identity = worker_identity()
+    storage = open_storage(job.storage_url, heartbeat_interval=job.heartbeat_interval)
+    n_objectives = len(job.objectives)
+    pruner = make_pruner(
+        job.pruner,
+        min_resource=job.eval_at[0],
+        max_resource=job.budget,
+        n_objectives=n_objectives,
+    )
+    study = call_with_retries(
+        optuna.load_study, study_name=job.study_name, storage=storage, pruner=pruner
+    )
+    set_attr = storage.set_trial_user_attr
+    call_with_retries(set_attr, job.trial_id, attrs.WORKER, identity)
+    log.info("trial %d starts on worker %s", job.trial_number, identity)
+
+    device = pick_device(job.device)
+    summary: dict[str, Any] = {"number": job.trial_number, "worker": identity}
+    with _Heartbeat(storage, job.trial_id, job.heartbeat_interval):
+        try:
+            outcome = _train_and_score(job, reference, study, pruner, device)
+        except Exception as exc:  # an error in this architecture's training: FAIL, search goes on
+            log.error("trial %d raised:\n%s", job.trial_number, traceback.format_exc())
+            outcome = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+        summary.update(_record(job, study, outcome))
+    log.info(
+        "trial %d on worker %s: %s %s",
+        job.trial_number,
+        identity,
+        summary["state"],
+        summary.get("fid", summary.get("reason", "")),
+    )
+    return summary
+
+
+def _train_and_score(
+    job: TrialJob,
+    reference: Any,
+    study: optuna.Study,
+    pruner: optuna.pruners.BasePruner,
+    device: str,
+) -> dict[str, Any]:
+    import torch
+
+    from nas.optuna_reporter import OptunaReporter
+    from nas.scoring import build_evaluator, load_data, protocol_of
+    from search_spaces import ArchConfig, build_discriminator, build_generator, count_parameters
+    from trainers import train_gan
+
+    torch.set_num_threads(max(1, job.cpu_threads))
+    if device.startswith("cuda") and job.gpu_fraction and job.gpu_fraction < 1:
+        # Memory guard for trials packed onto one GPU: an over-hungry trial hits its own
+        # out-of-memory error instead of starving its neighbours.
+        torch.cuda.set_per_process_memory_fraction(job.gpu_fraction)
+
+    arch = ArchConfig.model_validate(job.arch)
+    torch.manual_seed(job.seed)
+    generator = build_generator(arch)
+    discriminator = build_discriminator(arch)
+    params_g, params_d = count_parameters(generator), count_parameters(discriminator)
+    storage = study._storage
+    for key, value in ((attrs.PARAMS_G, params_g), (attrs.PARAMS_D, params_d)):
+        storage.set_trial_user_attr(job.trial_id, key, value)
+
+    data = load_data(job.score.data)
+    evaluator = build_evaluator(job.score, reference, device)
+    storage.set_trial_user_attr(job.trial_id, attrs.PROTOCOL, protocol_of(evaluator))
+
+    artifacts = _ArtifactWriter(job, study) if job.artifacts else None
+    reporter = OptunaReporter(
+        study,
+        job.trial_id,
+        pruner=pruner,
+        on_report=artifacts.on_report if artifacts else None,
+    )
+    if artifacts:
+        evaluator = artifacts.wrap(evaluator)
+    result = train_gan(
+        generator,
+        discriminator,
+        data,
+        config=arch.training,
+        budget=job.budget,
+        eval_at=job.eval_at,
+        evaluator=evaluator,
+        reporter=reporter,
+        seed=job.seed,
+        device=device,
+    )
+    outcome: dict[str, Any] = {
+        "status": result.status,
+        "reason": result.reason,
+        "metrics": dict(result.metrics),
+        "history": [[step, dict(m)] for step, m in result.history],
+        "wall_time_s": result.wall_time_s,
+        "steps": result.steps,
+        "params_g": params_g,
+    }
+    if result.status == "completed" and result.metrics.get("fid") is not None:
+        outcome["values"] = _objective_values(
+            job, float(result.metrics["fid"]), params_g, result.generator
+        )
+    if artifacts:
+        artifacts.finish(result)
+    return outcome
+
+
+def _record(job: TrialJob, study: optuna.Study, outcome: Mapping[str, Any]) -> dict[str, Any]:
+    """Write the trial's attributes and its final state (retrying through database hiccups)."""
+    from storage import call_with_retries
+
+    storage = study._storage
+    tid = job.trial_id
+    status = outcome["status"]
+
+    def put(key: str, value: Any) -> None:
+        call_with_retries(storage.set_trial_user_attr, tid, key, value)
+
+    put(attrs.STATUS, status)
+    for key, name in (
+        (attrs.METRICS, "metrics"),
+        (attrs.HISTORY, "history"),
+        (attrs.WALL_TIME, "wall_time_s"),
+    ):
+        if outcome.get(name) is not None:
+            put(key, outcome[name])
+    fid = (outcome.get("metrics") or {}).get("fid")
+    if fid is not None:
+        put(attrs.FID, fid)
+
+    if status == "completed" and outcome.get("values") is not None:
+        state, values = TrialState.COMPLETE, list(outcome["values"])
+    elif status == "stopped":
+        state, values = TrialState.PRUNED, None
+    else:
+        state, values = TrialState.FAIL, None
+        put(attrs.FAIL_KIND, attrs.FAIL_KIND_TRIAL)
+        put(attrs.FAIL_REASON, outcome.get("reason") or status)
+    try:
+        if state == TrialState.PRUNED and len(job.objectives) > 1:
+            # Optuna keeps the last intermediate value of a pruned trial only for single-objective
+            # studies; the FID history above still records every evaluation.
+            call_with_retries(storage.set_trial_state_values, tid, state=state)
+        else:
+            call_with_retries(study.tell, job.trial_number, values, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:  # pragma: no cover - lost race
+        log.warning("trial %d was already finished by someone else", job.trial_number)
+    summary: dict[str, Any] = {"state": state.name, "status": status}
+    if fid is not None:
+        summary["fid"] = fid
+    if outcome.get("reason"):
+        summary["reason"] = outcome["reason"]
+    return summary
+
+
+class _ArtifactWriter:
+    """Sample grids at each evaluation, the loss curve and the generator checkpoint of a trial."""
+
+    def __init__(self, job: TrialJob, study: optuna.Study) -> None:
+        from storage.artifacts import make_artifact_store
+
+        self._job = job
+        self._study = study
+        self._store = make_artifact_store(job.artifacts)
+        self._last_generator: Any = None
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"gannas-trial{job.trial_number}-"))
+
+    def wrap(self, evaluator: Any) -> Any:
+        def evaluate(generator: Any, *, seed: int) -> Any:
+            self._last_generator = generator
+            return evaluator(generator, seed=seed)
+
+        evaluate.protocol = getattr(evaluator, "protocol", None)  # type: ignore[attr-defined]
+        return evaluate
+
+    def _upload(self, path: Path, mimetype: str) -> str:
+        from storage.artifacts import upload_trial_file
+
+        return upload_trial_file(
+            self._study, self._job.trial_id, path, self._store, mimetype=mimetype
+        )
+
+    def on_report(self, step: int, metrics: Mapping[str, float]) -> None:
+        import torch
+
+        from trainers import save_image_grid
+
+        if self._last_generator is None:
+            return
+        g = self._last_generator
+        gen = torch.Generator().manual_seed(self._job.seed)
+        z = torch.randn(64, g.latent_dim, generator=gen)
+        device = next(g.parameters()).device
+        with torch.no_grad():
+            images = g(z.to(device)).float().cpu()
+        path = self._tmp / f"samples_step{step:06d}.png"
+        save_image_grid(images, path, nrow=8)
+        self._upload(path, "image/png")
+
+    def finish(self, result: Any) -> None:
+        from storage.artifacts import loss_curve_png, prune_checkpoints
+
+        if result.losses:
+            path = self._tmp / "loss_curve.png"
+            loss_curve_png(list(result.losses), path)
+            self._upload(path, "image/png")
+        if result.status == "completed":
+            from safetensors.torch import save_file
+
+            path = self._tmp / "generator.safetensors"
+            state = {k: v.detach().cpu().contiguous() for k, v in result.generator.state_dict().items()}
+            save_file(state, str(path))
+            artifact_id = self._upload(path, "application/octet-stream")
+            self._study._storage.set_trial_user_attr(
+                self._job.trial_id, attrs.CHECKPOINT, artifact_id
+            )
+        for p in self._tmp.iterdir():
+            p.unlink()
+        self._tmp.rmdir()
+        if result.status == "completed":
+            # The trial's own state is told after this; best-N pruning counts finished trials
+            # only, so it may keep one extra checkpoint until the next trial finishes.
+            prune_checkpoints(self._study, self._store, keep_best=self._job.keep_checkpoints)
+
+
+def elapsed(start: float) -> float:
+    return round(time.perf_counter() - start, 3)

@@ -1,0 +1,129 @@
+"""The search controller end to end, with trials run in-process (fast, no Ray)."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from gannas.errors import GannasError
+from nas import attrs
+from nas.controller import run_search
+from nas.settings import HowToSearch
+from search_spaces import ArchConfig, build_generator, count_parameters
+
+
+def _load(url: str, name: str = "quick") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def test_search_records_everything_needed_to_rebuild_and_compare(quick_search, storage_url):
+    what, how, where = quick_search(trials=3)
+    summary = run_search(what, how, where)
+
+    assert summary.finished == 3
+    study = _load(storage_url)
+    trials = study.get_trials()
+    assert len(trials) == 3
+    for t in trials:
+        assert t.state in (TrialState.COMPLETE, TrialState.FAIL), t.user_attrs
+        ua = t.user_attrs
+        arch = ArchConfig.model_validate(ua[attrs.ARCH])
+        assert arch.resolution == 16 and arch.channels == 1
+        # The architecture stored with the trial rebuilds the same generator.
+        assert count_parameters(build_generator(arch)) == ua[attrs.PARAMS_G]
+        assert ua[attrs.PARAMS_D] > 0
+        protocol = ua[attrs.PROTOCOL]
+        assert protocol["num_fake"] == 48 and protocol["num_real"] == 200
+        assert protocol["resolution"] == 16 and "digits" in protocol["dataset"]
+        assert ua[attrs.WALL_TIME] > 0
+        assert ua[attrs.WORKER]
+        if t.state == TrialState.COMPLETE:
+            assert math.isfinite(t.value)
+            assert ua[attrs.FID] == pytest.approx(t.value)
+            # evaluated at two points, the last at the full budget
+            assert sorted(t.intermediate_values) == [6, 12]
+            assert t.intermediate_values[12] == pytest.approx(t.value)
+        else:
+            assert ua[attrs.FAIL_REASON]
+    assert any(t.state == TrialState.COMPLETE for t in trials)
+
+
+def test_running_again_continues_and_never_duplicates(quick_search, storage_url):
+    what, how, where = quick_search(trials=2)
+    run_search(what, how, where)
+    first = [(t.number, t.params) for t in _load(storage_url).get_trials()]
+
+    again = run_search(what, how, where)  # same target: nothing to do
+    assert again.trials_run_now == 0
+    assert [(t.number, t.params) for t in _load(storage_url).get_trials()] == first
+
+    more = HowToSearch(trials=4, study=how.study, sampler=how.sampler, pruner=how.pruner)
+    summary = run_search(what, more, where)
+    assert summary.trials_run_now == 2
+    trials = _load(storage_url).get_trials()
+    assert len(trials) == 4
+    assert [(t.number, t.params) for t in trials[:2]] == first
+
+
+def test_continuing_with_other_settings_is_refused(quick_search, storage_url):
+    what, how, where = quick_search(trials=1)
+    run_search(what, how, where)
+    other = type(what)(**{**what.__dict__, "budget": 20})
+    with pytest.raises(GannasError, match="budget"):
+        run_search(other, how, where)
+    assert len(_load(storage_url).get_trials()) == 1
+
+
+def test_pruned_trials_are_pruned_with_their_last_value(quick_search, storage_url):
+    what, how, where = quick_search(trials=1, pruner="median")
+    run_search(what, how, where)
+    study = _load(storage_url)
+    # Completed trials that were excellent at every step make any new trial look bad at its first
+    # evaluation, so the median pruner must stop it there.
+    for _ in range(6):
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=1e-6, intermediate_values={6: 1e-6, 12: 1e-6}, state=TrialState.COMPLETE
+            )
+        )
+    how_more = HowToSearch(trials=9, study=how.study, sampler="random", pruner="median")
+    run_search(what, how_more, where)
+    new = _load(storage_url).get_trials()[7:]
+    assert len(new) == 2
+    for t in new:
+        assert t.state == TrialState.PRUNED, (t.state, t.user_attrs.get(attrs.FAIL_REASON))
+        assert list(t.intermediate_values) == [6]
+        assert t.value == pytest.approx(t.intermediate_values[6])
+
+
+def test_a_diverging_trial_fails_with_its_reason_and_the_search_goes_on(
+    quick_search, storage_url, monkeypatch
+):
+    import trainers
+
+    real_train = trainers.train_gan
+    calls = {"n": 0}
+
+    def train_that_diverges_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            generator = args[0]
+            with torch.no_grad():
+                for p in generator.parameters():
+                    p.fill_(float("nan"))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(trainers, "train_gan", train_that_diverges_once)
+    what, how, where = quick_search(trials=3)
+    summary = run_search(what, how, where)
+    assert summary.finished == 3
+    trials = _load(storage_url).get_trials()
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == [0]
+    assert failed[0].user_attrs[attrs.FAIL_KIND] == attrs.FAIL_KIND_TRIAL
+    assert "nan" in failed[0].user_attrs[attrs.FAIL_REASON].lower()
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2

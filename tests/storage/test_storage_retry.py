@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+import optuna
+import pytest
+import sqlalchemy.exc
+
+from gannas.errors import StorageError
+from storage import call_with_retries, open_storage
+
+
+def _operational_error(text: str) -> sqlalchemy.exc.OperationalError:
+    return sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception(text))
+
+
+def test_fails_twice_then_succeeds(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[tuple[int, str]] = []
+
+    def flaky(a: int, *, b: str) -> str:
+        calls.append((a, b))
+        if len(calls) < 3:
+            raise _operational_error("server at postgresql://u:s3cret@db/x closed the connection")
+        return f"{a}{b}"
+
+    with caplog.at_level(logging.WARNING, logger="storage.retry"):
+        assert call_with_retries(flaky, 1, b="x", initial_delay=0.01) == "1x"
+    assert calls == [(1, "x")] * 3
+    retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 2
+    assert "attempt 1/5" in retries[0].getMessage()
+    assert all("s3cret" not in r.getMessage() for r in caplog.records)
+    assert "u:***@db" in retries[0].getMessage()
+
+
+def test_gives_up_after_the_last_attempt_with_storage_error() -> None:
+    calls = 0
+
+    def down() -> None:
+        nonlocal calls
+        calls += 1
+        raise sqlalchemy.exc.InterfaceError("SELECT 1", {}, Exception("connection already closed"))
+
+    with pytest.raises(StorageError, match="failed after 3 attempts.*connection already closed"):
+        call_with_retries(down, attempts=3, initial_delay=0.0)
+    assert calls == 3
+
+
+def test_optuna_wrapped_transient_error_is_retried() -> None:
+    calls = 0
+
+    def wrapped() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            try:
+                raise _operational_error("could not connect")
+            except sqlalchemy.exc.OperationalError as exc:
+                raise optuna.exceptions.StorageInternalError("commit failed") from exc
+        return 7
+
+    assert call_with_retries(wrapped, initial_delay=0.0) == 7
+    assert calls == 2
+
+
+def test_non_transient_errors_are_raised_at_once() -> None:
+    calls = 0
+
+    def bad() -> None:
+        nonlocal calls
+        calls += 1
+        raise sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("duplicate key"))
+
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        call_with_retries(bad, initial_delay=0.0)
+    assert calls == 1
+
+    def value_error() -> None:
+        raise ValueError("not a db problem")
+
+    with pytest.raises(ValueError):
+        call_with_retries(value_error, initial_delay=0.0)
+
+
+def test_backoff_is_exponential_and_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    sleeps: list[float] = []
+    monkeypatch.setattr("storage.retry.time.sleep", sleeps.append)
+    monkeypatch.setattr("storage.retry.random.uniform", lambda a, b: 1.0)
+
+    def down() -> None:
+        raise _operational_error("down")
+
+    with pytest.raises(StorageError):
+        call_with_retries(down, attempts=6, initial_delay=0.5, max_delay=3.0)
+    assert sleeps == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_invalid_arguments() -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        call_with_retries(lambda: None, attempts=0)
+
+
+class TcpForwarder:
+    """Forwards 127.0.0.1:<port> to a target; ``stop()`` drops all connections, ``start()`` resumes.
+
+    Stands in for a database server that restarts or a network that drops for a moment.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._listener: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+            for conn in self._conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                conn.close()
+            self._conns.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # listener closed by stop()
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._conns += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+@pytest.mark.postgres
+def test_calls_during_a_database_outage_are_retried(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    real = make_url(postgres_url)
+    proxy = TcpForwarder((real.host or "127.0.0.1", real.port or 5432))
+    proxy.start()
+    try:
+        url = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        study = optuna.create_study(study_name="outage", storage=open_storage(url))
+        trial = study.ask()
+
+        proxy.stop()  # the database "goes away" with pooled connections open
+        restart = threading.Timer(0.8, proxy.start)
+        restart.start()
+        t0 = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="storage.retry"):
+            call_with_retries(study.tell, trial, 1.5, attempts=8, initial_delay=0.1, max_delay=0.4)
+        restart.join()
+        assert time.monotonic() - t0 < 10
+        assert any("retrying" in r.getMessage() for r in caplog.records)
+
+        (frozen,) = optuna.load_study(
+            study_name="outage", storage=open_storage(postgres_url)
+        ).trials
+        assert frozen.state == optuna.trial.TrialState.COMPLETE and frozen.value == 1.5
+    finally:
+        proxy.stop()
