@@ -66,7 +66,10 @@ def search(
     real_samples: Annotated[
         Optional[int], typer.Option(help="Real samples for the reference statistics.")
     ] = None,
-    metrics: Annotated[str, typer.Option(help="Comma-separated: fid, kid, is.")] = "fid,kid,is",
+    metrics: Annotated[
+        Optional[str],
+        typer.Option(help="Comma-separated fid, kid, is (default: all three; fid,kid with --feature-extractor)."),
+    ] = None,
     resolution: Annotated[int, typer.Option(help="Image resolution (16, 32, 64, ...).")] = 32,
     channels: Annotated[Optional[int], typer.Option(help="1 or 3 (default: the dataset's).")] = None,
     sampler: Annotated[
@@ -77,8 +80,9 @@ def search(
         typer.Option(help="none, median, successive_halving, hyperband (default: the space's)."),
     ] = None,
     objectives: Annotated[
-        str, typer.Option(help="fid, or fid plus a cost: fid,params | fid,macs | fid,latency.")
-    ] = "fid",
+        Optional[str],
+        typer.Option(help="fid, or fid plus a cost: fid,params | fid,macs | fid,latency (default: the space's)."),
+    ] = None,
     workers: Annotated[int, typer.Option(help="Trials running at once.")] = 2,
     cpus_per_trial: Annotated[float, typer.Option(help="CPUs each trial reserves.")] = 1.0,
     gpus_per_trial: Annotated[
@@ -125,7 +129,7 @@ def search(
             inception_weights=inception_weights or os.environ.get("GANNAS_INCEPTION_WEIGHTS"),
             allow_unverified_weights=allow_unverified_weights,
             feature_extractor=feature_extractor,
-            metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+            metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None,
         ),
         data_root=data_root,
         seed=seed,
@@ -135,7 +139,7 @@ def search(
         study=study,
         sampler=sampler,
         pruner=pruner,
-        objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
+        objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()) if objectives else None,
         max_retries=max_retries,
     )
     where = WhereToRun(
@@ -185,9 +189,12 @@ def spaces_list() -> None:
 @spaces_app.command("show")
 def spaces_show(name: Annotated[str, typer.Argument(help="Built-in name or YAML file.")]) -> None:
     """Print a search space as YAML."""
-    from search_spaces import resolve_space
+    from search_spaces import builtin_space_names, builtin_space_text, resolve_space
 
-    typer.echo(resolve_space(name).to_yaml())
+    if name in builtin_space_names():
+        typer.echo(builtin_space_text(name))  # the file itself, comments included
+    else:
+        typer.echo(resolve_space(name).to_yaml())
 
 
 @spaces_app.command("validate")
@@ -424,3 +431,7 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# Commands contributed by other modules register themselves on ``app`` when imported.
+from nas import cli_stages as _cli_stages  # noqa: E402,F401

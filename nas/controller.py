@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,6 +119,7 @@ def run_search(
     sampler_name = how.sampler or getattr(search_defaults, "sampler", None) or "tpe"
     pruner_name = how.pruner or getattr(search_defaults, "pruner", None) or "hyperband"
     study_name = how.study or default_study_name(space.name, data.name, what.resolution)
+    objectives = tuple(how.objectives or getattr(search_defaults, "objectives", None) or ("fid",))
 
     storage = open_storage(
         url, heartbeat_interval=where.heartbeat_interval, grace_period=where.grace_period
@@ -128,7 +130,7 @@ def run_search(
 
         grid = space_distributions(space)
     sampler = make_sampler(
-        sampler_name, seed=what.seed, n_objectives=len(how.objectives), grid=grid
+        sampler_name, seed=what.seed, n_objectives=len(objectives), grid=grid
     )
     identity = {
         "space": space.name,
@@ -141,15 +143,15 @@ def run_search(
         "eval_at": list(eval_at),
         "fid_samples": what.scoring.fid_samples,
         "real_samples": real_samples,
-        "metrics": list(what.scoring.metrics),
+        "metrics": list(what.scoring.resolved_metrics()),
         "feature_extractor": what.scoring.feature_extractor or "inception-v3",
-        "objectives": list(how.objectives),
+        "objectives": list(objectives),
     }
     study = open_study(
         storage,
         name=study_name,
         sampler=sampler,
-        directions=["minimize"] * len(how.objectives),
+        directions=["minimize"] * len(objectives),
         identity=identity,
         space_yaml=space.to_yaml(),
     )
@@ -189,7 +191,7 @@ def run_search(
                 budget=what.budget,
                 eval_at=eval_at,
                 score=score,
-                objectives=how.objectives,
+                objectives=objectives,
                 pruner=pruner_name,
                 seed=what.seed + number,
                 device=where.device,
@@ -310,7 +312,10 @@ class _Loop:
             self.progress.on_message(
                 f"retrying the architecture of trial {retry.number} (attempt {attempt})"
             )
-        trial = self.study.ask()
+        with warnings.catch_warnings():
+            # We run the heartbeats ourselves (Optuna's own thread exists only in optimize()).
+            warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+            trial = self.study.ask()
         # Beat at once: until its worker starts, the controller keeps the trial alive.
         self.storage.record_heartbeat(trial._trial_id)
         try:

@@ -63,7 +63,7 @@ def build_evaluator(spec: ScoringSpec, reference: Any, device: str) -> Any:
         num_samples=spec.scoring.fid_samples,
         batch_size=spec.scoring.batch_size,
         device=device,
-        metrics=spec.scoring.metrics,
+        metrics=spec.scoring.resolved_metrics(),
     )
 
 

@@ -29,8 +29,15 @@ class ScoringSettings:
     allow_unverified_weights: bool = False
     feature_extractor: str | None = None
     """A TorchScript feature extractor file replacing Inception-v3 (domain-specific FD)."""
-    metrics: tuple[str, ...] = ("fid", "kid", "is")
+    metrics: tuple[str, ...] | None = None
+    """``None``: fid, kid and is with Inception-v3; fid and kid with a custom extractor (which
+    has no class logits for the Inception Score)."""
     batch_size: int = 100
+
+    def resolved_metrics(self) -> tuple[str, ...]:
+        if self.metrics is not None:
+            return self.metrics
+        return ("fid", "kid") if self.feature_extractor else ("fid", "kid", "is")
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,8 @@ class HowToSearch:
     study: str | None = None
     sampler: str | None = None
     pruner: str | None = None
-    objectives: tuple[str, ...] = ("fid",)
+    objectives: tuple[str, ...] | None = None
+    """``None``: the space file's ``search.objectives`` (``fid`` unless it says otherwise)."""
     max_retries: int = 2
     """How often an architecture whose worker died (not whose training failed) is run again."""
 
@@ -119,20 +127,25 @@ def validate_settings(what: WhatToSearch, how: HowToSearch, where: WhereToRun) -
         f"--executor must be 'ray' or 'inline', got {where.executor!r}",
     )
     need(how.max_retries >= 0, f"--max-retries must be >= 0, got {how.max_retries}")
-    need(len(how.objectives) >= 1, "--objectives needs at least one objective")
-    need(
-        how.objectives[0] == "fid",
-        f"the first objective must be 'fid' (quality), got {','.join(how.objectives)!r}",
-    )
-    for name in how.objectives:
-        need(
-            name in OBJECTIVE_NAMES,
-            f"unknown objective {name!r}; expected some of {', '.join(OBJECTIVE_NAMES)}",
-        )
-    need(
-        len(set(how.objectives)) == len(how.objectives),
-        f"--objectives repeats a name: {','.join(how.objectives)!r}",
-    )
-    unknown = set(what.scoring.metrics) - {"fid", "kid", "is"}
+    if how.objectives is not None:
+        validate_objectives(how.objectives)
+    metrics = what.scoring.resolved_metrics()
+    unknown = set(metrics) - {"fid", "kid", "is"}
     need(not unknown, f"unknown metrics {sorted(unknown)}; expected fid, kid, is")
-    need("fid" in what.scoring.metrics, "the metrics must include 'fid'")
+    need("fid" in metrics, "the metrics must include 'fid'")
+
+
+def validate_objectives(objectives: tuple[str, ...]) -> None:
+    if not objectives:
+        raise GannasError("--objectives needs at least one objective")
+    if objectives[0] != "fid":
+        raise GannasError(
+            f"the first objective must be 'fid' (quality), got {','.join(objectives)!r}"
+        )
+    for name in objectives:
+        if name not in OBJECTIVE_NAMES:
+            raise GannasError(
+                f"unknown objective {name!r}; expected some of {', '.join(OBJECTIVE_NAMES)}"
+            )
+    if len(set(objectives)) != len(objectives):
+        raise GannasError(f"--objectives repeats a name: {','.join(objectives)!r}")

@@ -14,6 +14,8 @@ Every failure becomes a :class:`~gannas.errors.StorageError` with the password r
 
 from __future__ import annotations
 
+import warnings
+
 import inspect
 import sqlite3
 import time
@@ -84,7 +86,11 @@ def open_storage(
         kwargs[name] = failed_trial_callback
 
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        with warnings.catch_warnings():
+            # Heartbeats are how gannas tells a live trial from a lost one; Optuna still labels
+            # the argument experimental, which would print on every worker start.
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except ImportError as exc:
         raise StorageError(
             f"cannot open study database {redact_url(url)!r}: the database driver for {kind} is "
