@@ -33,10 +33,15 @@ def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
         raise GannasError(
             f"study {study.study_name!r} has no trial {number} (it has {len(trials)} trials)"
         )
+    from storage.artifacts import is_checkpoint_pruned
+
     done = [
         t
         for t in trials
-        if t.state == TrialState.COMPLETE and t.values and t.user_attrs.get(attrs.CHECKPOINT)
+        if t.state == TrialState.COMPLETE
+        and t.values
+        and t.user_attrs.get(attrs.CHECKPOINT)
+        and not is_checkpoint_pruned(study, t.number)
     ]
     if not done:
         raise GannasError(
@@ -55,20 +60,22 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def load_trial_generator(trial: FrozenTrial, artifacts: str) -> tuple[Any, Any]:
+def load_trial_generator(
+    study: optuna.Study, trial: FrozenTrial, artifacts: str
+) -> tuple[Any, Any]:
     """Rebuild a trial's generator from its stored architecture and checkpoint artifact."""
     from optuna.artifacts import download_artifact
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from search_spaces import ArchConfig, build_generator
-    from storage.artifacts import make_artifact_store
+    from storage.artifacts import is_checkpoint_pruned, make_artifact_store
 
     arch_json = trial.user_attrs.get(attrs.ARCH)
     artifact_id = trial.user_attrs.get(attrs.CHECKPOINT)
     if arch_json is None:
         raise CheckpointError(f"trial {trial.number} has no stored architecture ({attrs.ARCH})")
-    if artifact_id is None or trial.user_attrs.get("gannas.checkpoint_pruned"):
+    if artifact_id is None or is_checkpoint_pruned(study, trial.number):
         raise CheckpointError(
             f"trial {trial.number}'s generator checkpoint was not kept (only the best "
             "--keep-checkpoints trials keep theirs); pick another --trial"
@@ -117,7 +124,7 @@ def export_trial(
             "(safetensors is always written)"
         )
     trial = pick_trial(study, trial_number)
-    generator, arch = load_trial_generator(trial, artifacts)
+    generator, arch = load_trial_generator(study, trial, artifacts)
     identity = study.user_attrs.get(attrs.STUDY_IDENTITY, {})
     extra: dict[str, Any] = {}
     if "torchscript" in formats or "onnx" in formats:
