@@ -110,8 +110,19 @@ def search(
         int, typer.Option(help="Seconds without heartbeat after which a trial counts as lost.")
     ] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of each trial.")] = 0,
+    tensorboard: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="DIR",
+            help="Also write per-trial TensorBoard scalars under DIR/<study>/trial_<n>/.",
+        ),
+    ] = None,
 ) -> None:
     """Run (or continue) an architecture search until the study has N finished trials."""
+    if tensorboard is not None:
+        from nas.tensorboard import require_tensorboard
+
+        require_tensorboard()  # before any trial runs, not as a warning in every worker
     from nas.controller import run_search
     from nas.progress import RichProgress
     from nas.settings import HowToSearch, ScoringSettings, WhatToSearch, WhereToRun
@@ -154,6 +165,7 @@ def search(
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
         keep_checkpoints=keep_checkpoints,
+        tensorboard=str(Path(tensorboard).resolve()) if tensorboard is not None else None,
     )
     with RichProgress() as progress:
         summary = run_search(what, how, where, progress=progress.sink())
@@ -429,9 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 # Commands contributed by other modules register themselves on ``app`` when imported.
 from nas import cli_stages as _cli_stages  # noqa: E402,F401
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -82,6 +82,8 @@ class WhereToRun:
     heartbeat_interval: int = 5
     grace_period: int = 20
     keep_checkpoints: int = 5
+    tensorboard: str | None = None
+    """Directory for per-trial TensorBoard scalars (``<dir>/<study>/trial_<n>/``), or ``None``."""
 
 
 def eval_steps(budget: int, points: int) -> tuple[int, ...]:

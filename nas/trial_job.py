@@ -45,4 +45,5 @@ class TrialJob:
     heartbeat_interval: int = 5
     gpu_fraction: float | None = None
     cpu_threads: int = 1
+    tensorboard: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
