@@ -1,0 +1,294 @@
+"""FID speed: ours vs torch-fidelity vs torchmetrics, on the same machine, images and weights.
+
+    .venv/bin/python benchmarks/fid_speed.py --quick          # minutes, small counts
+    .venv/bin/python benchmarks/fid_speed.py                  # 2k and 10k samples (slow on CPU)
+    .venv/bin/python benchmarks/fid_speed.py --sizes 2000 --throughput-images 512 --compile
+
+Measures (1) feature-extraction throughput in images/s, (2) wall seconds for one FID between two
+sets of N images each, with the FID values and their relative difference to torch-fidelity, and
+(3) a repeated evaluation against the same reference with and without the statistics cache. Uses
+the real Inception weights when they resolve without a download, otherwise a random-weights file
+of the real structure (speed and agreement do not depend on the values). Writes a markdown table to
+``--out`` (default ``benchmarks/results/fid_speed.md``) including the machine load before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from gannas.errors import WeightsError  # noqa: E402
+from trainers import metrics  # noqa: E402
+from trainers.metrics.testing import write_random_inception_weights  # noqa: E402
+
+
+class _Images(Dataset):  # type: ignore[type-arg]
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+
+@dataclass
+class _Data:
+    images: torch.Tensor
+    name: str
+
+
+def make_images(n: int, *, seed: int, size: int = 32) -> torch.Tensor:
+    """Blocky random images (4x4 colour grids upscaled) with pixel noise: structured, not white noise."""
+    gen = torch.Generator().manual_seed(seed)
+    coarse = torch.randint(0, 256, (n, 3, 4, 4), generator=gen).float()
+    fine = coarse.repeat_interleave(size // 4, 2).repeat_interleave(size // 4, 3)
+    noise = torch.randn(fine.shape, generator=gen) * (10 + 10 * seed)
+    return (fine + noise).clamp(0, 255).to(torch.uint8)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def resolve_weights(path: str | None, workdir: Path) -> tuple[metrics.WeightsInfo, str]:
+    try:
+        info = metrics.resolve_inception_weights(path, download=False)
+        return info, "official (sha256 verified)"
+    except WeightsError:
+        random_path = workdir / "random-inception.pth"
+        write_random_inception_weights(random_path, seed=0)
+        info = metrics.resolve_inception_weights(random_path, download=False, allow_unverified=True)
+        return info, "random weights of the real structure (official file not available offline)"
+
+
+# --------------------------------------------------------------------------- feature extractors
+
+
+def torch_fidelity_extractor(weights_path: str, device: torch.device) -> Callable[[torch.Tensor], Any]:
+    from torch_fidelity.utils import create_feature_extractor
+
+    module = create_feature_extractor(
+        "inception-v3-compat",
+        ["2048", "logits_unbiased"],
+        cuda=device.type == "cuda",
+        feature_extractor_weights_path=weights_path,
+        verbose=False,
+    )
+
+    def run(batch: torch.Tensor) -> Any:
+        with torch.no_grad():
+            return module(batch.to(device))
+
+    return run
+
+
+def torchmetrics_fid(weights_path: str, device: torch.device) -> Any:
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    # antialias=False selects the TF1-compatible resize (torchmetrics' default is antialiased
+    # PyTorch interpolation, which gives different numbers).
+    return FrechetInceptionDistance(
+        feature=2048, feature_extractor_weights_path=weights_path, antialias=False
+    ).to(device)
+
+
+def throughput(fn: Callable[[torch.Tensor], Any], images: torch.Tensor, batch_size: int) -> float:
+    fn(images[: min(8, len(images))])  # warm-up (allocator, oneDNN primitive cache)
+    start = time.perf_counter()
+    for i in range(0, len(images), batch_size):
+        fn(images[i : i + batch_size])
+    return len(images) / (time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------- FID computations
+
+
+def fid_ours(extractor: Any, a: torch.Tensor, b: torch.Tensor, batch_size: int) -> float:
+    fa = metrics.extract_features(extractor, a, batch_size=batch_size)["pool"]
+    fb = metrics.extract_features(extractor, b, batch_size=batch_size)["pool"]
+    return metrics.frechet_distance_from_features(fa, fb)
+
+
+def fid_torch_fidelity(weights_path: str, a: torch.Tensor, b: torch.Tensor, batch_size: int, device: torch.device) -> float:
+    import torch_fidelity
+
+    out = torch_fidelity.calculate_metrics(
+        input1=_Images(a), input2=_Images(b), fid=True, feature_extractor_weights_path=weights_path,
+        cuda=device.type == "cuda", cache=False, verbose=False, save_cpu_ram=True, batch_size=batch_size,
+    )  # fmt: skip
+    return float(out["frechet_inception_distance"])
+
+
+def fid_torchmetrics(weights_path: str, a: torch.Tensor, b: torch.Tensor, batch_size: int, device: torch.device) -> float:
+    metric = torchmetrics_fid(weights_path, device)
+    for i in range(0, len(a), batch_size):
+        metric.update(a[i : i + batch_size].to(device), real=True)
+    for i in range(0, len(b), batch_size):
+        metric.update(b[i : i + batch_size].to(device), real=False)
+    return float(metric.compute())
+
+
+class _ToyGenerator(nn.Module):
+    latent_dim = 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Linear(16, 3 * 32 * 32)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(z)).view(-1, 3, 32, 32)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts (development)")
+    parser.add_argument("--sizes", type=int, nargs="+", help="FID sample counts per set (default 2000 10000)")
+    parser.add_argument("--throughput-images", type=int, help="images for the images/s measurement")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--weights", default=None, help="Inception weights file (else hub cache, else random)")
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
+    parser.add_argument("--no-torchmetrics", action="store_true")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "fid_speed.md"))
+    args = parser.parse_args()
+
+    sizes = args.sizes or ([128] if args.quick else [2000, 10000])
+    n_throughput = args.throughput_images or (64 if args.quick else 512)
+    device = metrics.resolve_device(args.device)
+    load_before = os.getloadavg()
+    use_torchmetrics = not args.no_torchmetrics
+    if use_torchmetrics:
+        try:
+            import torchmetrics  # noqa: F401
+        except ImportError:
+            use_torchmetrics = False
+
+    workdir = Path(tempfile.mkdtemp(prefix="fid_speed_"))
+    weights, weights_kind = resolve_weights(args.weights, workdir)
+    lines: list[str] = []
+
+    def emit(line: str = "") -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    # ---- 1. throughput
+    images = make_images(n_throughput, seed=0)
+    ours = metrics.InceptionFeatureExtractor(weights, device=device)
+    rows: list[tuple[str, float]] = []
+    tf_run = torch_fidelity_extractor(weights.path, device)
+    rows.append(("torch-fidelity 0.4.0 (its own forward)", throughput(tf_run, images, args.batch_size)))
+    if use_torchmetrics:
+        import torchmetrics
+
+        tm = torchmetrics_fid(weights.path, device)
+        rows.append(
+            (f"torchmetrics {torchmetrics.__version__} (FID.update, TF1 resize)",
+             throughput(lambda x: tm.update(x.to(device), real=True), images, args.batch_size))
+        )  # fmt: skip
+    rows.append(("ours: BN folded + channels-last + separable TF1 resize", throughput(ours.features, images, args.batch_size)))
+    if args.compile:
+        # Compile our whole forward (resize + trunk + fc) with inductor; the compile time is reported
+        # separately because a search would pay it once per worker process.
+        compiled = torch.compile(ours._fast_forward)  # noqa: SLF001 - benchmark only
+
+        def compiled_features(x: torch.Tensor) -> Any:
+            with torch.no_grad():
+                return compiled(x.to(device))
+
+        _, compile_s = timed(lambda: compiled_features(images[: args.batch_size]))
+        rate = throughput(compiled_features, images, args.batch_size)
+        rows.append((f"ours + torch.compile (first call {compile_s:.0f} s, excluded)", rate))
+
+    base = rows[0][1]
+    emit(f"### Feature extraction ({n_throughput} images 32x32 -> 299x299, batch {args.batch_size}, {device})")
+    emit()
+    emit("| implementation | images/s | vs torch-fidelity |")
+    emit("|---|---:|---:|")
+    for name, rate in rows:
+        emit(f"| {name} | {rate:.1f} | {rate / base:.2f}x |")
+    emit()
+
+    # ---- 2. seconds per FID
+    emit(f"### One FID between two sets of N images ({device}, including feature extraction)")
+    emit()
+    emit("| N | torch-fidelity s | torchmetrics s | ours s | FID torch-fidelity | FID ours | rel. diff | FID torchmetrics |")
+    emit("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in sizes:
+        a, b = make_images(n, seed=1), make_images(n, seed=2)
+        ref_fid, t_tf = timed(lambda: fid_torch_fidelity(weights.path, a, b, args.batch_size, device))
+        tm_fid, t_tm = (float("nan"), float("nan"))
+        if use_torchmetrics:
+            tm_fid, t_tm = timed(lambda: fid_torchmetrics(weights.path, a, b, args.batch_size, device))
+        our_fid, t_ours = timed(lambda: fid_ours(ours, a, b, args.batch_size))
+        rel = abs(our_fid - ref_fid) / abs(ref_fid)
+        emit(
+            f"| {n} | {t_tf:.1f} | {t_tm:.1f} | {t_ours:.1f} | {ref_fid:.6f} | {our_fid:.6f} | {rel:.1e} | {tm_fid:.6f} |"
+        )
+    emit()
+
+    # ---- 3. statistics cache
+    n = sizes[0]
+    data = _Data(make_images(n, seed=1), "bench-blocks")
+    cache_dir = workdir / "cache"
+
+    def evaluate() -> float:
+        stats = metrics.reference_statistics(data, extractor=ours, num_samples=None, cache_dir=cache_dir, batch_size=args.batch_size)
+        evaluator = metrics.FIDEvaluator(ours, stats, num_samples=n, batch_size=args.batch_size, metrics=("fid",))
+        return evaluator(_ToyGenerator(), seed=0)["fid"]
+
+    cold, t_cold = timed(evaluate)
+    warm, t_warm = timed(evaluate)
+    emit(f"### Repeated evaluation against the same reference (N = {n} real, {n} generated)")
+    emit()
+    emit("| | seconds | FID |")
+    emit("|---|---:|---:|")
+    emit(f"| reference computed (cold cache) + evaluation | {t_cold:.1f} | {cold:.6f} |")
+    emit(f"| reference from cache + evaluation | {t_warm:.1f} | {warm:.6f} |")
+    emit(f"| speed-up | {t_cold / t_warm:.2f}x | |")
+    emit()
+
+    load_after = os.getloadavg()
+    header = [
+        "# FID speed benchmark",
+        "",
+        f"Command: `.venv/bin/python benchmarks/fid_speed.py {' '.join(sys.argv[1:])}`",
+        "",
+        f"- machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads, device {device}",
+        f"- load average (1/5/15 min) before: {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, "
+        f"after: {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} "
+        "(other work shares the CPUs; timings are noisy when this exceeds the core count)",
+        f"- weights: {weights_kind}, sha256 {weights.sha256[:16]}...",
+        "",
+    ]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(header + lines) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
