@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/fid_speed.py --quick          # minutes, small counts
     .venv/bin/python benchmarks/fid_speed.py                  # 2k and 10k samples (slow on CPU)
-    .venv/bin/python benchmarks/fid_speed.py --sizes 2000 --throughput-images 512 --compile
+    .venv/bin/python benchmarks/fid_speed.py --sizes 2000 --cache-sizes 2000 500 --compile --jit \
+        --batch-sweep 8 16 32 64
 
 Measures (1) feature-extraction throughput in images/s, (2) wall seconds for one FID between two
 sets of N images each, with the FID values and their relative difference to torch-fidelity, and
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -111,12 +113,55 @@ def torchmetrics_fid(weights_path: str, device: torch.device) -> Any:
     ).to(device)
 
 
-def throughput(fn: Callable[[torch.Tensor], Any], images: torch.Tensor, batch_size: int) -> float:
-    fn(images[: min(8, len(images))])  # warm-up (allocator, oneDNN primitive cache)
+def run_all(fn: Callable[[torch.Tensor], Any], images: torch.Tensor, batch_size: int) -> float:
+    """Seconds to push ``images`` through ``fn`` in batches."""
     start = time.perf_counter()
     for i in range(0, len(images), batch_size):
         fn(images[i : i + batch_size])
-    return len(images) / (time.perf_counter() - start)
+    return time.perf_counter() - start
+
+
+def interleaved_rates(
+    variants: dict[str, Callable[[torch.Tensor], Any]], images: torch.Tensor, batch_size: int, repeats: int
+) -> dict[str, list[float]]:
+    """images/s of every variant, alternating variants within each repetition so that a change in the
+    machine's load hits all of them alike (other work shares the CPUs)."""
+    for fn in variants.values():
+        fn(images[: min(4, len(images))])  # warm-up: allocator, oneDNN primitive cache
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            rates[name].append(len(images) / run_all(fn, images, batch_size))
+    return rates
+
+
+def jit_frozen(extractor: Any) -> Callable[[torch.Tensor], Any]:
+    """Our BN-folded channels-last trunk traced, frozen and ``optimize_for_inference``d (TorchScript)."""
+    from trainers.metrics._extractors import _TRUNK, INCEPTION_SIZE
+    from trainers.metrics._resize import resize_tf1_bilinear
+
+    module = extractor._module  # noqa: SLF001 - benchmark only
+
+    class Trunk(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for name in _TRUNK:
+                x = getattr(self.inner, name)(x)
+            return torch.flatten(x, 1)
+
+    example = torch.zeros(2, 3, INCEPTION_SIZE, INCEPTION_SIZE).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(Trunk().eval(), example)))
+
+    def run(batch: torch.Tensor) -> Any:
+        with torch.no_grad():
+            x = (resize_tf1_bilinear(batch.float(), INCEPTION_SIZE) - 128) / 128
+            return frozen(x.contiguous(memory_format=torch.channels_last))
+
+    return run
 
 
 # --------------------------------------------------------------------------- FID computations
@@ -170,7 +215,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--weights", default=None, help="Inception weights file (else hub cache, else random)")
-    parser.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
+    parser.add_argument("--compile", action="store_true", help="also measure compile=True (slow to compile)")
+    parser.add_argument("--jit", action="store_true", help="also measure torch.jit.freeze + optimize_for_inference")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions per throughput variant")
+    parser.add_argument("--batch-sweep", type=int, nargs="*", default=[], help="batch sizes for a sweep of ours")
+    parser.add_argument("--cache-sizes", type=int, nargs=2, metavar=("REAL", "FAKE"),
+                        help="reference and generated counts for the cache measurement (default N N)")
+    parser.add_argument("--fid-torchmetrics", action="store_true", help="also time torchmetrics per FID")
     parser.add_argument("--no-torchmetrics", action="store_true")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "fid_speed.md"))
     args = parser.parse_args()
@@ -194,42 +245,68 @@ def main() -> None:
         print(line, flush=True)
         lines.append(line)
 
-    # ---- 1. throughput
+    # ---- 1. throughput: all variants interleaved, median of --repeats, at 2 threads and at 1
     images = make_images(n_throughput, seed=0)
-    ours = metrics.InceptionFeatureExtractor(weights, device=device)
-    rows: list[tuple[str, float]] = []
+    ours = metrics.InceptionFeatureExtractor(weights, device=device)  # the default configuration
+    assert ours.variant == "fast+onednn" or device.type != "cpu", ours.variant
+    plain = metrics.InceptionFeatureExtractor(weights, device=device, onednn=False)
     tf_run = torch_fidelity_extractor(weights.path, device)
-    rows.append(("torch-fidelity 0.4.0 (its own forward)", throughput(tf_run, images, args.batch_size)))
+    variants: dict[str, Callable[[torch.Tensor], Any]] = {"torch-fidelity 0.4.0 (its own forward)": tf_run}
     if use_torchmetrics:
         import torchmetrics
 
         tm = torchmetrics_fid(weights.path, device)
-        rows.append(
-            (f"torchmetrics {torchmetrics.__version__} (FID.update, TF1 resize)",
-             throughput(lambda x: tm.update(x.to(device), real=True), images, args.batch_size))
-        )  # fmt: skip
-    rows.append(("ours: BN folded + channels-last + separable TF1 resize", throughput(ours.features, images, args.batch_size)))
+        variants[f"torchmetrics {torchmetrics.__version__} (FID.update, TF1 resize)"] = (
+            lambda x: tm.update(x.to(device), real=True)
+        )
+    variants["ours, onednn=False: BN folded + channels-last + separable resize"] = plain.features
+    if args.jit:
+        variants["ours + torch.jit.freeze + optimize_for_inference"] = jit_frozen(plain)
+    variants["**ours, default**: + fused prepacked oneDNN conv+ReLU"] = ours.features
+    compile_note = ""
     if args.compile:
-        # Compile our whole forward (resize + trunk + fc) with inductor; the compile time is reported
-        # separately because a search would pay it once per worker process.
-        compiled = torch.compile(ours._fast_forward)  # noqa: SLF001 - benchmark only
-
-        def compiled_features(x: torch.Tensor) -> Any:
-            with torch.no_grad():
-                return compiled(x.to(device))
-
-        _, compile_s = timed(lambda: compiled_features(images[: args.batch_size]))
-        rate = throughput(compiled_features, images, args.batch_size)
-        rows.append((f"ours + torch.compile (first call {compile_s:.0f} s, excluded)", rate))
-
-    base = rows[0][1]
-    emit(f"### Feature extraction ({n_throughput} images 32x32 -> 299x299, batch {args.batch_size}, {device})")
+        compiled = metrics.InceptionFeatureExtractor(weights, device=device, compile=True)
+        _, compile_s = timed(lambda: compiled.features(images[: args.batch_size]))
+        compile_note = f" (first call {compile_s:.0f} s incl. compile, excluded)"
+        variants["ours, compile=True: torch.compile inductor, freezing" + compile_note] = compiled.features
+    thread_counts = [torch.get_num_threads()] + ([1] if torch.get_num_threads() > 1 and not args.quick else [])
+    emit(
+        f"### Feature extraction ({n_throughput} images 32x32 -> 299x299, batch {args.batch_size}, {device}; "
+        f"median of {args.repeats} interleaved runs)"
+    )
     emit()
-    emit("| implementation | images/s | vs torch-fidelity |")
-    emit("|---|---:|---:|")
-    for name, rate in rows:
-        emit(f"| {name} | {rate:.1f} | {rate / base:.2f}x |")
-    emit()
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        # At 1 thread only the reference and our default (the fairness check the ratio needs).
+        chosen = variants if threads == thread_counts[0] else {k: v for k, v in variants.items() if "torch-fidelity" in k or "default" in k}
+        load = os.getloadavg()[0]
+        rates = interleaved_rates(chosen, images, args.batch_size, args.repeats)
+        base = statistics.median(rates[next(iter(chosen))])
+        emit(f"torch.set_num_threads({threads}), load average at start {load:.2f}:")
+        emit()
+        emit("| implementation | images/s (median) | runs | vs torch-fidelity |")
+        emit("|---|---:|---|---:|")
+        for name, values in rates.items():
+            med = statistics.median(values)
+            emit(f"| {name} | {med:.2f} | {', '.join(f'{v:.2f}' for v in values)} | {med / base:.2f}x |")
+        emit()
+    torch.set_num_threads(thread_counts[0])
+
+    if args.batch_sweep:
+        sweep = {f"batch {bs}": (lambda bs=bs: bs) for bs in args.batch_sweep}
+        load = os.getloadavg()[0]
+        sweep_rates: dict[str, list[float]] = {name: [] for name in sweep}
+        ours.features(images[:4])
+        for _ in range(args.repeats):
+            for name, bs in sweep.items():
+                sweep_rates[name].append(len(images) / run_all(ours.features, images, bs()))
+        emit(f"Batch size, ours default, {torch.get_num_threads()} threads, load average at start {load:.2f}:")
+        emit()
+        emit("| batch size | images/s (median) | runs |")
+        emit("|---:|---:|---|")
+        for name, values in sweep_rates.items():
+            emit(f"| {name.split()[1]} | {statistics.median(values):.2f} | {', '.join(f'{v:.2f}' for v in values)} |")
+        emit()
 
     # ---- 2. seconds per FID
     emit(f"### One FID between two sets of N images ({device}, including feature extraction)")
@@ -240,7 +317,7 @@ def main() -> None:
         a, b = make_images(n, seed=1), make_images(n, seed=2)
         ref_fid, t_tf = timed(lambda: fid_torch_fidelity(weights.path, a, b, args.batch_size, device))
         tm_fid, t_tm = (float("nan"), float("nan"))
-        if use_torchmetrics:
+        if use_torchmetrics and args.fid_torchmetrics:
             tm_fid, t_tm = timed(lambda: fid_torchmetrics(weights.path, a, b, args.batch_size, device))
         our_fid, t_ours = timed(lambda: fid_ours(ours, a, b, args.batch_size))
         rel = abs(our_fid - ref_fid) / abs(ref_fid)
@@ -249,19 +326,19 @@ def main() -> None:
         )
     emit()
 
-    # ---- 3. statistics cache
-    n = sizes[0]
-    data = _Data(make_images(n, seed=1), "bench-blocks")
+    # ---- 3. statistics cache: a search scores many small generated sets against one big reference
+    n_real, n_fake = args.cache_sizes or (sizes[0], sizes[0])
+    data = _Data(make_images(n_real, seed=1), "bench-blocks")
     cache_dir = workdir / "cache"
 
     def evaluate() -> float:
         stats = metrics.reference_statistics(data, extractor=ours, num_samples=None, cache_dir=cache_dir, batch_size=args.batch_size)
-        evaluator = metrics.FIDEvaluator(ours, stats, num_samples=n, batch_size=args.batch_size, metrics=("fid",))
+        evaluator = metrics.FIDEvaluator(ours, stats, num_samples=n_fake, batch_size=args.batch_size, metrics=("fid",))
         return evaluator(_ToyGenerator(), seed=0)["fid"]
 
     cold, t_cold = timed(evaluate)
     warm, t_warm = timed(evaluate)
-    emit(f"### Repeated evaluation against the same reference (N = {n} real, {n} generated)")
+    emit(f"### Repeated evaluation against the same reference (N = {n_real} real, {n_fake} generated, ours default)")
     emit()
     emit("| | seconds | FID |")
     emit("|---|---:|---:|")
