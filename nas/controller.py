@@ -20,9 +20,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from gannas.errors import GannasError
+from gannas.errors import GannasError, StorageError
 from nas import attrs
-from nas.executors import Executor, Finished, describe_error, make_executor
+from nas.executors import Executor, Finished, describe_error, is_database_error, make_executor
 from nas.settings import HowToSearch, WhatToSearch, WhereToRun, eval_steps, validate_settings
 from nas.study_state import (
     count_finished,
@@ -34,6 +34,17 @@ from nas.study_state import (
 from nas.trial_job import DataSpec, ScoringSpec, TrialJob
 
 log = logging.getLogger("gannas.controller")
+
+_DB_ATTEMPTS = 8
+"""Attempts of each controller database call: with the backoff of :func:`call_with_retries`
+(0.2 s doubling to 5 s) the loop rides out an outage of about 15 s before it gives up."""
+
+
+def _db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` retried through a briefly unreachable database."""
+    from storage import call_with_retries
+
+    return call_with_retries(fn, *args, attempts=_DB_ATTEMPTS, **kwargs)
 
 
 class SearchInterrupted(GannasError):
@@ -71,11 +82,11 @@ def default_study_name(space_name: str, dataset_name: str, resolution: int) -> s
 
 
 def _best(study: optuna.Study) -> tuple[int | None, float | None]:
-    trials = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.values is not None
-    ]
+    return _best_of(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def _best_of(all_trials: list[optuna.trial.FrozenTrial]) -> tuple[int | None, float | None]:
+    trials = [t for t in all_trials if t.state == TrialState.COMPLETE and t.values is not None]
     if not trials:
         return None, None
     best = min(trials, key=lambda t: t.values[0])
@@ -200,6 +211,7 @@ def run_search(
                 heartbeat_interval=where.heartbeat_interval,
                 gpu_fraction=gpus if 0 < gpus < 1 else None,
                 cpu_threads=max(1, int(where.cpus_per_trial)),
+                tensorboard=where.tensorboard,
             ),
             sample=lambda trial: sample_config(
                 space, trial, resolution=what.resolution, channels=channels
@@ -209,11 +221,83 @@ def run_search(
             workers=where.workers,
             max_retries=how.max_retries,
             poll=min(where.heartbeat_interval, 2.0),
+            beat_every=float(where.heartbeat_interval),
         )
         trials_now = loop.run()
     finally:
         executor.shutdown()
     return _summary(study, url, target, started, trials_now, redact_url)
+
+
+class _ParamBuffer:
+    """Stands in for a trial's storage while its architecture is sampled.
+
+    Optuna writes each suggested parameter in its own transaction; a space has 10-20 of them, and
+    one commit each was most of the controller's time per trial. The buffer keeps them (the
+    ``Trial`` caches what it suggested, so later suggestions read them back) and
+    :func:`_write_dispatch` writes them with the trial's attributes in one transaction.
+    """
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+        self.params: list[tuple[str, float, Any]] = []
+
+    def set_trial_param(self, trial_id: int, name: str, value: float, distribution: Any) -> None:
+        self.params.append((name, value, distribution))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.storage, name)
+
+
+def _write_dispatch(
+    storage: Any,
+    trial_id: int,
+    params: list[tuple[str, float, Any]],
+    user_attrs: dict[str, Any],
+) -> None:
+    """Write a trial's sampled parameters and attributes in one transaction (all or nothing).
+
+    Uses the per-row helpers of Optuna's ``RDBStorage`` inside one of its sessions; another
+    storage (or an Optuna without those helpers) gets one call per value instead. Retrying after a
+    commit whose reply was lost finds the rows already there, which counts as done.
+    """
+    rdb = storage
+    while not isinstance(rdb, optuna.storages.RDBStorage) and hasattr(rdb, "_backend"):
+        rdb = rdb._backend
+    helpers = ("_set_trial_attr_without_commit", "check_trial_is_updatable", "scoped_session")
+    if not isinstance(rdb, optuna.storages.RDBStorage) or not all(hasattr(rdb, h) for h in helpers):
+        for name, value, distribution in params:
+            storage.set_trial_param(trial_id, name, value, distribution)
+        for key, value in user_attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        return
+    import sqlalchemy.exc
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    try:
+        with _create_scoped_session(rdb.scoped_session) as session:
+            row = models.TrialModel.find_or_raise_by_id(trial_id, session)
+            rdb.check_trial_is_updatable(trial_id, row.state)
+            for name, value, distribution in params:
+                # Optuna would also query the study for an earlier, incompatible distribution of
+                # each name; open_study already pins the space (its sha256), so that cannot be.
+                session.add(
+                    models.TrialParamModel(
+                        trial_id=trial_id,
+                        param_name=name,
+                        param_value=value,
+                        distribution_json=optuna.distributions.distribution_to_json(distribution),
+                    )
+                )
+            for key, value in user_attrs.items():
+                rdb._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, trial_id, key, value
+                )
+    except sqlalchemy.exc.IntegrityError:
+        written = rdb.get_trial(trial_id)
+        if not all(name in written.params for name, _, _ in params):
+            raise
 
 
 def _has_gpu() -> bool:
@@ -265,20 +349,32 @@ class _Loop:
     workers: int
     max_retries: int
     poll: float
+    beat_every: float = 5.0
+    """Seconds between the controller's heartbeats of a trial, and between stale-trial scans."""
+    _retried: set[int] = field(default_factory=set)
+    """Trials this controller enqueued a retry of (a turn launches several from one snapshot)."""
+    _beaten: dict[int, float] = field(default_factory=dict)
+    """When the controller last recorded each of its running trials' heartbeat (monotonic)."""
 
     def run(self) -> int:
         launched = 0
+        scanned = time.monotonic()  # run_search scanned just before the loop
         try:
             while True:
-                for number in recover_stale_trials(self.study, self.storage):
-                    self.progress.on_message(f"trial {number} lost its worker; retrying it")
-                trials = self.study.get_trials(deepcopy=False)
+                # A trial turns stale only after a grace period of missed heartbeats, so scanning
+                # once per heartbeat interval finds it as soon as it matters; scanning each turn
+                # cost two queries per finished trial (the loop turns once per trial end).
+                if time.monotonic() - scanned >= self.beat_every:
+                    for number in _db(recover_stale_trials, self.study, self.storage):
+                        self.progress.on_message(f"trial {number} lost its worker; retrying it")
+                    scanned = time.monotonic()
+                trials = _db(self.study.get_trials, deepcopy=False)
                 finished = count_finished(trials)
                 ours = {job.trial_id for job in self.executor.running()}
                 foreign = [
                     t for t in trials if t.state == TrialState.RUNNING and t._trial_id not in ours
                 ]
-                self.progress.on_update(finished, _best(self.study)[1], len(ours) + len(foreign))
+                self.progress.on_update(finished, _best_of(trials)[1], len(ours) + len(foreign))
                 if finished >= self.target and not ours and not foreign:
                     return launched
                 while (
@@ -293,8 +389,7 @@ class _Loop:
                     launched += 1
                 for done in self.executor.wait(timeout=self.poll):
                     self._handle(done)
-                for job in self.executor.running():
-                    self.storage.record_heartbeat(job.trial_id)
+                _db(self._beat_due, [job.trial_id for job in self.executor.running()])
         except KeyboardInterrupt:
             self._interrupt()
             raise SearchInterrupted(
@@ -302,26 +397,63 @@ class _Loop:
                 "the study is consistent. Run the same command again to continue it"
             ) from None
 
+    def _beat_due(self, trial_ids: list[int]) -> None:
+        """Beat the trials whose last beat from here is one heartbeat interval old.
+
+        Beating every trial at every turn cost one database commit per running trial per
+        finished trial (O(workers) per trial); the workers beat their own trials as well.
+        """
+        now = time.monotonic()
+        self._beaten = {tid: self._beaten.get(tid, 0.0) for tid in trial_ids}
+        for trial_id, last in self._beaten.items():
+            if now - last >= self.beat_every:
+                self.storage.record_heartbeat(trial_id)
+                self._beaten[trial_id] = time.monotonic()
+
+    def _ask(self) -> optuna.Trial:
+        """``study.ask()`` through database outages.
+
+        A retried ask may leave an orphan: the first attempt's trial can be committed before the
+        connection dropped (or before a later read inside ``ask`` failed). The orphan has no
+        heartbeat and no architecture; :func:`recover_stale_trials` fails it (infra, not retried)
+        once it is older than the grace period, so the loop never waits on it forever.
+        """
+        with warnings.catch_warnings():
+            # We run the heartbeats ourselves (Optuna's own thread exists only in optimize()).
+            warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+            return _db(self.study.ask)
+
     def _launch(self, trials: list[optuna.trial.FrozenTrial]) -> int | None:
-        retry = next_retry(trials, max_retries=self.max_retries)
+        # ``trials`` is this turn's snapshot: retries enqueued since are not in it yet.
+        retry = next_retry(trials, max_retries=self.max_retries, retried=self._retried)
         if retry is not None:
+            self._retried.add(retry.number)
             attempt = int(retry.user_attrs.get(attrs.ATTEMPT, 1)) + 1
-            self.study.enqueue_trial(
-                retry.params, user_attrs={attrs.RETRY_OF: retry.number, attrs.ATTEMPT: attempt}
+            # A retried enqueue can (rarely) leave two WAITING copies; the second then runs as an
+            # extra attempt of the same architecture, which costs time but loses nothing.
+            _db(
+                self.study.enqueue_trial,
+                retry.params,
+                user_attrs={attrs.RETRY_OF: retry.number, attrs.ATTEMPT: attempt},
             )
             self.progress.on_message(
                 f"retrying the architecture of trial {retry.number} (attempt {attempt})"
             )
-        with warnings.catch_warnings():
-            # We run the heartbeats ourselves (Optuna's own thread exists only in optimize()).
-            warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
-            trial = self.study.ask()
+        trial = self._ask()
         # Beat at once: until its worker starts, the controller keeps the trial alive.
-        self.storage.record_heartbeat(trial._trial_id)
+        _db(self.storage.record_heartbeat, trial._trial_id)
+        self._beaten[trial._trial_id] = time.monotonic()
+        buffer = _ParamBuffer(trial.storage)
+        trial.storage = buffer  # parameter writes wait for _write_dispatch (one commit, not N)
         try:
-            arch = self.sample(trial)
+            # Retrying is safe: a parameter already suggested is read back, not sampled again.
+            arch = _db(self.sample, trial)
+        except StorageError:  # the database stayed unreachable: not the architecture's fault
+            raise
         except GannasError as exc:
-            fail_trial(
+            _db(_write_dispatch, self.storage, trial._trial_id, buffer.params, {})
+            _db(
+                fail_trial,
                 self.storage,
                 trial._trial_id,
                 kind=attrs.FAIL_KIND_TRIAL,
@@ -330,9 +462,12 @@ class _Loop:
             )
             self.progress.on_message(f"trial {trial.number}: invalid architecture: {exc}")
             return None
-        trial.set_user_attr(attrs.ARCH, arch.to_json_dict())
-        if attrs.ATTEMPT not in trial.user_attrs:
-            trial.set_user_attr(attrs.ATTEMPT, 1)
+        finally:
+            trial.storage = buffer.storage
+        user_attrs: dict[str, Any] = {attrs.ARCH: arch.to_json_dict()}
+        if attrs.ATTEMPT not in trial.user_attrs:  # Trial caches its attributes: no query
+            user_attrs[attrs.ATTEMPT] = 1
+        _db(_write_dispatch, self.storage, trial._trial_id, buffer.params, user_attrs)
         job = self.make_job(trial._trial_id, trial.number, arch.to_json_dict())
         self.executor.submit(job, self.reference)
         log.info("trial %d dispatched", trial.number)
@@ -347,8 +482,13 @@ class _Loop:
                 f"trial {number} {s['state']} on {s.get('worker', '?')}: {detail}"
             )
             return
-        reason = f"lost: its worker died ({describe_error(done.error)})"
-        if fail_trial(
+        if is_database_error(done.error):
+            why = "its worker could not reach the study database"
+        else:
+            why = "its worker died"
+        reason = f"lost: {why} ({describe_error(done.error)})"
+        if _db(
+            fail_trial,
             self.storage,
             done.job.trial_id,
             kind=attrs.FAIL_KIND_INFRA,

@@ -119,6 +119,9 @@ class RayExecutor:
             if address:
                 kwargs["address"] = address
             else:
+                # "local", not None: with None Ray joins a cluster a `ray start` left running on
+                # this machine (/tmp/ray/ray_current_cluster) instead of starting its own.
+                kwargs["address"] = "local"
                 kwargs["num_cpus"] = max(os.cpu_count() or 1, math.ceil(cpus_per_trial))
             try:
                 ray.init(**kwargs)
@@ -195,10 +198,39 @@ def make_executor(
     )
 
 
+def is_database_error(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what it was raised from) is a failure to use the study database.
+
+    Such a failure says nothing about the architecture: the trial is lost (infra) and retried.
+    Ray re-raises a task's exception as a subclass of both ``RayTaskError`` and the original
+    type, so the ``isinstance`` checks hold for errors raised inside Ray workers too.
+    """
+    import sqlalchemy.exc
+
+    from gannas.errors import StorageError
+
+    seen: set[int] = set()
+    current = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, StorageError | sqlalchemy.exc.SQLAlchemyError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or getattr(current, "cause", None)
+    return False
+
+
 def describe_error(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = next((line for line in text if line.strip()), "")
     return f"{type(exc).__name__}: {first}"[:500]
 
 
-__all__: Sequence[str] = ["Executor", "Finished", "InlineExecutor", "RayExecutor", "make_executor"]
+__all__: Sequence[str] = [
+    "Executor",
+    "Finished",
+    "InlineExecutor",
+    "RayExecutor",
+    "describe_error",
+    "is_database_error",
+    "make_executor",
+]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -103,11 +103,14 @@ def recover_stale_trials(study: optuna.Study, storage: optuna.storages.RDBStorag
     """FAIL the RUNNING trials whose heartbeat stopped (their worker or controller died).
 
     Returns the numbers of the trials it failed. They are retried by :func:`next_retry`.
+    Orphans (see :func:`_recover_orphans`) are failed too, but not retried.
     """
     failed: list[int] = []
     interval = storage.get_heartbeat_interval()
     if interval is None:
         return failed
+    grace = storage.grace_period if storage.grace_period is not None else 2 * interval
+    failed += _recover_orphans(study, storage, grace_s=grace)
     for trial_id in storage._get_stale_trial_ids(study._study_id):
         number = storage.get_trial_number_from_id(trial_id)
         if fail_trial(
@@ -125,14 +128,66 @@ def recover_stale_trials(study: optuna.Study, storage: optuna.storages.RDBStorag
     return failed
 
 
-def next_retry(trials: Sequence[FrozenTrial], *, max_retries: int) -> FrozenTrial | None:
-    """The oldest infra-failed trial whose architecture has not been retried yet, if any."""
-    retried = {t.user_attrs.get(attrs.RETRY_OF) for t in trials}
+_ORPHANED = "orphaned"
+
+
+def _recover_orphans(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, *, grace_s: float
+) -> list[int]:
+    """FAIL the RUNNING trials asked for but never dispatched, once older than ``grace_s``.
+
+    A controller records a trial's first heartbeat and its architecture right after ``ask``. A
+    trial without an architecture after the grace period was orphaned: its controller died in
+    between, or an ``ask`` whose connection dropped after the commit was retried. Optuna never
+    calls a trial without a heartbeat stale, so without this it would stay RUNNING for ever and
+    the loop, which waits for RUNNING trials, would never end. ``datetime_start`` is set by the
+    asking client's clock, so the grace period must exceed the clock skew between controllers.
+    """
+    import datetime
+
+    failed: list[int] = []
+    now = datetime.datetime.now()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if attrs.ARCH in trial.user_attrs or trial.datetime_start is None:
+            continue
+        if (now - trial.datetime_start).total_seconds() <= grace_s:
+            continue
+        if fail_trial(
+            storage,
+            trial._trial_id,
+            kind=attrs.FAIL_KIND_INFRA,
+            status=_ORPHANED,
+            reason=(
+                "orphaned: asked for but never dispatched (its controller died or lost the "
+                "database while asking); nothing to retry"
+            ),
+        ):
+            log.warning("trial %d was orphaned before dispatch; failed", trial.number)
+            failed.append(trial.number)
+    return failed
+
+
+def _is_orphan(trial: FrozenTrial) -> bool:
+    return trial.user_attrs.get(attrs.STATUS) == _ORPHANED
+
+
+def next_retry(
+    trials: Sequence[FrozenTrial], *, max_retries: int, retried: Collection[int] = ()
+) -> FrozenTrial | None:
+    """The oldest infra-failed trial whose architecture has not been retried yet, if any.
+
+    ``retried``: numbers of trials already retried that ``trials`` (a snapshot) may not show yet.
+
+    Trials without an architecture (orphans, never dispatched) have nothing to retry; if an
+    orphan had picked up an enqueued retry, that retry does not count, so it is enqueued again.
+    """
+    done = {t.user_attrs.get(attrs.RETRY_OF) for t in trials if not _is_orphan(t)} | set(retried)
     for trial in trials:
         if (
-            trial.state == TrialState.FAIL
+            not _is_orphan(trial)
+            and trial.state == TrialState.FAIL
             and trial.user_attrs.get(attrs.FAIL_KIND) == attrs.FAIL_KIND_INFRA
-            and trial.number not in retried
+            and trial.number not in done
             and int(trial.user_attrs.get(attrs.ATTEMPT, 1)) <= max_retries
         ):
             return trial

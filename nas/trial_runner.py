@@ -103,6 +103,12 @@ def execute_trial(job: TrialJob, reference: Any) -> dict[str, Any]:
         try:
             outcome = _train_and_score(job, reference, study, pruner, device)
         except Exception as exc:  # an error in this architecture's training: FAIL, search goes on
+            from nas.executors import is_database_error
+
+            if is_database_error(exc):
+                # The database, not the architecture, failed: leave the trial RUNNING for the
+                # controller to fail as lost (infra), so the architecture is retried.
+                raise
             log.error("trial %d raised:\n%s", job.trial_number, traceback.format_exc())
             outcome = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
         summary.update(_record(job, study, outcome))
@@ -128,6 +134,7 @@ def _train_and_score(
     from nas.optuna_reporter import OptunaReporter
     from nas.scoring import build_evaluator, load_data, protocol_of
     from search_spaces import ArchConfig, build_discriminator, build_generator, count_parameters
+    from storage import call_with_retries
     from trainers import train_gan
 
     torch.set_num_threads(max(1, job.cpu_threads))
@@ -143,11 +150,12 @@ def _train_and_score(
     params_g, params_d = count_parameters(generator), count_parameters(discriminator)
     storage = study._storage
     for key, value in ((attrs.PARAMS_G, params_g), (attrs.PARAMS_D, params_d)):
-        storage.set_trial_user_attr(job.trial_id, key, value)
+        call_with_retries(storage.set_trial_user_attr, job.trial_id, key, value)
 
     data = load_data(job.score.data)
     evaluator = build_evaluator(job.score, reference, device)
-    storage.set_trial_user_attr(job.trial_id, attrs.PROTOCOL, protocol_of(evaluator))
+    protocol = protocol_of(evaluator)
+    call_with_retries(storage.set_trial_user_attr, job.trial_id, attrs.PROTOCOL, protocol)
 
     artifacts = _ArtifactWriter(job, study) if job.artifacts else None
     reporter = OptunaReporter(
@@ -158,18 +166,24 @@ def _train_and_score(
     )
     if artifacts:
         evaluator = artifacts.wrap(evaluator)
-    result = train_gan(
-        generator,
-        discriminator,
-        data,
-        config=arch.training,
-        budget=job.budget,
-        eval_at=job.eval_at,
-        evaluator=evaluator,
-        reporter=reporter,
-        seed=job.seed,
-        device=device,
-    )
+    from nas.tensorboard import trial_scalars
+
+    with trial_scalars(
+        job.tensorboard, study_name=job.study_name, trial_number=job.trial_number
+    ) as scalars:
+        result = train_gan(
+            generator,
+            discriminator,
+            data,
+            config=arch.training,
+            budget=job.budget,
+            eval_at=job.eval_at,
+            evaluator=evaluator,
+            reporter=scalars.wrap(reporter) if scalars else reporter,
+            seed=job.seed,
+            device=device,
+            on_log=scalars.on_log if scalars else None,
+        )
     outcome: dict[str, Any] = {
         "status": result.status,
         "reason": result.reason,
@@ -239,22 +253,44 @@ def _record(job: TrialJob, study: optuna.Study, outcome: Mapping[str, Any]) -> d
 class _ArtifactWriter:
     """Sample grids at each evaluation, the loss curve and the generator checkpoint of a trial."""
 
+    _GRID_SAMPLES = 64
+
     def __init__(self, job: TrialJob, study: optuna.Study) -> None:
         from storage.artifacts import make_artifact_store
 
         self._job = job
         self._study = study
         self._store = make_artifact_store(job.artifacts)
-        self._last_generator: Any = None
+        self._pending_images: Any = None
         self._tmp = Path(tempfile.mkdtemp(prefix=f"gannas-trial{job.trial_number}-"))
 
     def wrap(self, evaluator: Any) -> Any:
         def evaluate(generator: Any, *, seed: int) -> Any:
-            self._last_generator = generator
-            return evaluator(generator, seed=seed)
+            metrics = evaluator(generator, seed=seed)
+            # Sampled here, not in on_report: the training loop calls the evaluator with the
+            # generator in eval mode and puts it back in train mode before reporting, and a
+            # forward pass in train mode would both draw from batch statistics and move the
+            # batch-norm running statistics of the model being trained.
+            try:
+                self._pending_images = self._sample_grid(generator)
+            except Exception:  # artifacts are a convenience; never fail a trial over them
+                number = self._job.trial_number
+                log.warning("could not sample a grid of trial %d", number, exc_info=True)
+                self._pending_images = None
+            return metrics
 
         evaluate.protocol = getattr(evaluator, "protocol", None)  # type: ignore[attr-defined]
         return evaluate
+
+    def _sample_grid(self, generator: Any) -> Any:
+        import torch
+
+        # The same latent vectors at every evaluation, so the grids show one trial's progress.
+        gen = torch.Generator().manual_seed(self._job.seed)
+        z = torch.randn(self._GRID_SAMPLES, generator.latent_dim, generator=gen)
+        device = next(generator.parameters()).device
+        with torch.no_grad():
+            return generator(z.to(device)).float().cpu()
 
     def _upload(self, path: Path, mimetype: str) -> str:
         from storage.artifacts import upload_trial_file
@@ -264,19 +300,13 @@ class _ArtifactWriter:
         )
 
     def on_report(self, step: int, metrics: Mapping[str, float]) -> None:
-        import torch
-
+        from storage.artifacts import sample_filename
         from trainers import save_image_grid
 
-        if self._last_generator is None:
+        images, self._pending_images = self._pending_images, None
+        if images is None:
             return
-        g = self._last_generator
-        gen = torch.Generator().manual_seed(self._job.seed)
-        z = torch.randn(64, g.latent_dim, generator=gen)
-        device = next(g.parameters()).device
-        with torch.no_grad():
-            images = g(z.to(device)).float().cpu()
-        path = self._tmp / f"samples_step{step:06d}.png"
+        path = self._tmp / sample_filename(step)
         save_image_grid(images, path, nrow=8)
         self._upload(path, "image/png")
 

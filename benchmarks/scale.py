@@ -1,0 +1,369 @@
+"""Controller scale: overhead per trial and parallel efficiency with 1-16 simulated workers.
+
+    .venv/bin/python benchmarks/scale.py                        # SQLite and PostgreSQL, ~3 minutes
+    .venv/bin/python benchmarks/scale.py --backends sqlite --workers 1,16 --sleep 0.5
+    .venv/bin/python benchmarks/scale.py --profile 16           # cProfile of the 16-worker run
+
+What is measured is the controller, with the real storage: :func:`nas.run_search` runs its real
+loop (Optuna ask, architecture sampling, heartbeats, stale-trial scan, dispatch, completion
+handling) against a real SQLite file or a real PostgreSQL database, but the executor is
+:class:`SleepExecutor`: each trial is a thread that does what a worker does to the study (records
+its worker identity and a heartbeat, then after sleeping ``--sleep`` seconds writes its FID
+attributes, an intermediate value and tells the final state) without training anything. The limit
+is then the controller and the database, not the CPU, so the numbers say how far one controller
+scales.
+
+* **overhead per trial** (ms): one worker, trials that sleep 0 s; wall time of the loop divided by
+  the number of trials. It is everything a trial costs besides its own work: ask + sample +
+  dispatch + the worker's writes + the controller noticing the end.
+* **efficiency** at W workers: ideal time (trials * sleep / W) divided by the loop's wall time,
+  with ``--trials-per-worker`` trials per worker.
+
+Goal: overhead < 50 ms per trial and efficiency >= 0.9 at 16 workers, on both backends.
+Writes ``--out`` (default ``benchmarks/results/scale.md``) with the table, the command and the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import platform
+import pstats
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SPACE_YAML = """\
+name: scalebench
+description: A small space (the benchmark samples real architectures but trains none).
+family: dcgan
+generator:
+  depth: 2
+  base_width: {type: int, low: 8, high: 32, step: 8}
+  norm: {type: categorical, choices: [batch, none]}
+  activation: {type: categorical, choices: [relu, leaky_relu]}
+discriminator:
+  depth: 2
+  width: {type: int, low: 8, high: 32, step: 8}
+training:
+  loss: {type: categorical, choices: [bce, hinge]}
+  lr_g: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}
+  lr_d: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}
+"""
+
+
+_WORKER_STORAGES: dict[str, Any] = {}
+
+
+def _worker_storage(url: str) -> Any:
+    """One storage per worker process and URL, opened on first use (like a Ray worker's)."""
+    if url not in _WORKER_STORAGES:
+        from storage import open_storage
+
+        _WORKER_STORAGES[url] = open_storage(url)
+    return _WORKER_STORAGES[url]
+
+
+def _warm_up(url: str) -> int:
+    _worker_storage(url)
+    return os.getpid()
+
+
+def _sleep_trial(url: str, trial_id: int, number: int, step: int, sleep_s: float) -> dict[str, Any]:
+    """What a worker does to the study for one trial, with a sleep instead of the training."""
+    from optuna.trial import TrialState
+
+    from nas import attrs
+
+    storage = _worker_storage(url)
+    worker = f"{platform.node()}:{os.getpid()}"
+    storage.set_trial_user_attr(trial_id, attrs.WORKER, worker)
+    storage.record_heartbeat(trial_id)
+    time.sleep(sleep_s)
+    fid = 10.0 + (number * 7919 % 1000) / 100.0
+    storage.set_trial_intermediate_value(trial_id, step, fid)
+    storage.set_trial_user_attr(trial_id, attrs.STATUS, "completed")
+    storage.set_trial_user_attr(trial_id, attrs.FID, fid)
+    storage.set_trial_state_values(trial_id, state=TrialState.COMPLETE, values=[fid])
+    return {"number": number, "state": "COMPLETE", "fid": fid, "worker": worker}
+
+
+class SleepExecutor:
+    """An :class:`nas.executors.Executor` whose trials sleep, then write their result like a worker.
+
+    Trials run in a pool of worker processes (separate interpreters with their own database
+    connections, as Ray workers are), started and connected before the search so that the
+    measurement holds the controller only. It also sums the time the controller spent waiting in
+    :meth:`wait`: the rest of the loop's wall time is the controller's own work.
+    """
+
+    def __init__(self, storage_url: str, *, sleep_s: float, processes: int) -> None:
+        import concurrent.futures
+        import multiprocessing
+
+        from storage import open_storage
+
+        self._url = storage_url
+        self._sleep_s = sleep_s
+        # Create the schema here first: worker processes opening a new SQLite file at the same
+        # time race on it ("table ... already exists").
+        open_storage(storage_url)
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=processes, mp_context=multiprocessing.get_context("forkserver")
+        )
+        # Every process starts and opens its storage now, not inside the measured loop.
+        warm = [self._pool.submit(_warm_up, storage_url) for _ in range(processes * 3)]
+        pids = {f.result() for f in warm}
+        self.processes = len(pids)
+        self._pending: dict[Any, Any] = {}
+        self.waited_s = 0.0
+
+    def compute_reference(self, spec: Any, device: str | None) -> Any:
+        return None
+
+    def submit(self, job: Any, reference: Any) -> None:
+        future = self._pool.submit(
+            _sleep_trial, self._url, job.trial_id, job.trial_number, job.budget, self._sleep_s
+        )
+        self._pending[future] = job
+
+    def wait(self, timeout: float) -> list[Any]:
+        import concurrent.futures
+
+        from nas.executors import Finished
+
+        if not self._pending:
+            return []
+        t0 = time.perf_counter()
+        done, _ = concurrent.futures.wait(
+            list(self._pending), timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED
+        )
+        self.waited_s += time.perf_counter() - t0
+        finished = []
+        for future in done:
+            job = self._pending.pop(future)
+            try:
+                finished.append(Finished(job, future.result(), None))
+            except Exception as exc:  # reported to the controller like a dead worker
+                finished.append(Finished(job, None, exc))
+        return finished
+
+    def running(self) -> list[Any]:
+        return list(self._pending.values())
+
+    def cancel_all(self) -> list[Any]:
+        return self.running()
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+@dataclass(frozen=True)
+class Row:
+    backend: str
+    workers: int
+    trials: int
+    sleep_s: float
+    wall_s: float
+    busy_s: float
+    """The loop's wall time minus the time it spent waiting for trials: the controller's work."""
+
+    @property
+    def ideal_s(self) -> float:
+        return self.trials * self.sleep_s / self.workers
+
+    @property
+    def efficiency(self) -> float:
+        return self.ideal_s / self.wall_s if self.ideal_s else float("nan")
+
+    @property
+    def busy_ms(self) -> float:
+        """The controller's own work per trial (ask, sample, dispatch, heartbeats, scans)."""
+        return 1000.0 * self.busy_s / self.trials
+
+    @property
+    def wall_ms(self) -> float:
+        return 1000.0 * self.wall_s / self.trials
+
+
+@contextmanager
+def database(backend: str, tmp: Path) -> Iterator[str]:
+    from storage.testing import postgres_url_for_tests, storage_url_for_mode
+
+    if backend == "postgresql" and postgres_url_for_tests() is None:
+        raise SystemExit(
+            "PostgreSQL is not reachable on 127.0.0.1:5432 ($GANNAS_TEST_POSTGRES_URL)"
+        )
+    with storage_url_for_mode(backend, tmp) as url:
+        yield url
+
+
+def measure(
+    backend: str,
+    *,
+    workers: int,
+    trials: int,
+    sleep_s: float,
+    space: Path,
+    extractor: Path,
+    tmp: Path,
+    profile: bool = False,
+) -> Row:
+    from nas.controller import run_search
+    from nas.settings import HowToSearch, ScoringSettings, WhatToSearch, WhereToRun
+
+    what = WhatToSearch(
+        space=str(space),
+        dataset="digits",
+        resolution=16,
+        budget=10,
+        eval_points=1,
+        scoring=ScoringSettings(fid_samples=8, real_samples=16, feature_extractor=str(extractor)),
+    )
+    how = HowToSearch(trials=trials, study="scale", sampler="random", pruner="none")
+    with database(backend, tmp) as url:
+        where = WhereToRun(storage=url, artifacts=None, executor="inline", workers=workers)
+        executor = SleepExecutor(url, sleep_s=sleep_s, processes=workers)
+        profiler = cProfile.Profile() if profile else None
+        if profiler:
+            profiler.enable()
+        summary = run_search(what, how, where, executor=executor)
+        if profiler:
+            profiler.disable()
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
+            print(out.getvalue())
+        if summary.finished != trials:
+            raise RuntimeError(f"{backend}: {summary.finished} trials finished, wanted {trials}")
+        wall = summary.elapsed_s
+        return Row(backend, workers, trials, sleep_s, wall, max(0.0, wall - executor.waited_s))
+
+
+def render(rows: list[Row], overhead: dict[str, Row], args: argparse.Namespace, load: Any) -> str:
+    lines = [
+        "# Controller scale benchmark",
+        "",
+        "`benchmarks/scale.py`: the real controller loop (`nas.run_search`) and the real study",
+        "database, with trials that sleep instead of training (`SleepExecutor`: a pool of worker",
+        "processes, each trial writing its result to the study like a worker), so the limit is",
+        "the controller.",
+        "",
+        f"Command: `{' '.join(['.venv/bin/python', 'benchmarks/scale.py', *sys.argv[1:]])}`  ",
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}  ",
+        f"Load average (1, 5, 15 min) before / after: {load[0]} / {load[1]}",
+        "",
+        "## Overhead per trial (1 worker, trials sleep 0 s)",
+        "",
+        "controller = the loop's own work per trial (wall time minus the time spent waiting for",
+        "the worker); end to end = wall time per trial, the worker's writes (attributes, tell)",
+        "included.",
+        "",
+        "| backend | trials | controller (ms/trial) | end to end (ms/trial) | goal < 50 ms |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for backend, row in overhead.items():
+        ok = "yes" if row.busy_ms < 50 else "NO"
+        lines.append(
+            f"| {backend} | {row.trials} | {row.busy_ms:.1f} | {row.wall_ms:.1f} | {ok} |"
+        )
+    lines += [
+        "",
+        f"## Parallel efficiency (trials sleep {args.sleep} s, "
+        f"{args.trials_per_worker} per worker)",
+        "",
+        "| backend | workers | trials | ideal (s) | wall (s) | efficiency "
+        "| controller (ms/trial) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.backend} | {r.workers} | {r.trials} | {r.ideal_s:.2f} | {r.wall_s:.2f} | "
+            f"{r.efficiency:.3f} | {r.busy_ms:.1f} |"
+        )
+    lines += [
+        "",
+        "Efficiency = ideal time (trials x sleep / workers) / measured wall time of the loop.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--workers", default="1,2,4,8,16")
+    parser.add_argument("--sleep", type=float, default=1.0, help="Seconds each trial sleeps.")
+    parser.add_argument("--trials-per-worker", type=int, default=4)
+    parser.add_argument("--overhead-trials", type=int, default=40)
+    parser.add_argument("--profile", type=int, default=0, help="Profile the run with N workers.")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "scale.md"))
+    args = parser.parse_args(argv)
+
+    import logging
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("gannas").setLevel(logging.WARNING)
+    from trainers.metrics.testing import write_tiny_torchscript_extractor
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    worker_counts = [int(w) for w in args.workers.split(",")]
+    load_before = tuple(round(x, 2) for x in os.getloadavg())
+    with tempfile.TemporaryDirectory(prefix="gannas-scale-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        os.environ["GANNAS_CACHE_DIR"] = str(tmp / "cache")
+        space = tmp / "space.yaml"
+        space.write_text(SPACE_YAML)
+        extractor = tmp / "tiny.pt"
+        write_tiny_torchscript_extractor(extractor, dim=8, seed=0)
+        common = {"space": space, "extractor": extractor, "tmp": tmp}
+
+        overhead: dict[str, Row] = {}
+        rows: list[Row] = []
+        for backend in backends:
+            row = measure(backend, workers=1, trials=args.overhead_trials, sleep_s=0.0, **common)
+            overhead[backend] = row
+            print(
+                f"{backend}: controller {row.busy_ms:.1f} ms per trial, "
+                f"end to end {row.wall_ms:.1f} ms",
+                flush=True,
+            )
+            for w in worker_counts:
+                row = measure(
+                    backend,
+                    workers=w,
+                    trials=w * args.trials_per_worker,
+                    sleep_s=args.sleep,
+                    profile=(w == args.profile),
+                    **common,
+                )
+                rows.append(row)
+                print(
+                    f"{backend}: {w:2d} workers, {row.trials} trials: wall {row.wall_s:.2f}s, "
+                    f"ideal {row.ideal_s:.2f}s, efficiency {row.efficiency:.3f}, "
+                    f"controller {row.busy_ms:.1f} ms/trial",
+                    flush=True,
+                )
+    load_after = tuple(round(x, 2) for x in os.getloadavg())
+    text = render(rows, overhead, args, (load_before, load_after))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
