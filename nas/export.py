@@ -19,7 +19,16 @@ EXPORT_FORMATS = ("torchscript", "onnx")
 
 
 def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
-    """The asked trial, else the best completed one (lowest FID) that still has a checkpoint."""
+    """The asked trial, else the best completed one (lowest FID) that still has a checkpoint.
+
+    Without a number, a study with a final stage (``gannas retrain``) that has a completed,
+    checkpointed trial gives the best of those instead: it was trained longer and scored on more
+    samples than any search trial. ``number`` always refers to the study's own trials.
+    """
+    if number is None:
+        final = _best_final_stage_trial(study)
+        if final is not None:
+            return final
     trials = study.get_trials(deepcopy=False)
     if number is not None:
         for t in trials:
@@ -48,6 +57,36 @@ def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
             f"study {study.study_name!r} has no completed trial with a stored checkpoint yet"
         )
     return min(done, key=lambda t: t.values[0])
+
+
+def _best_final_stage_trial(study: optuna.Study) -> FrozenTrial | None:
+    from nas.retrain import final_trials, load_final_study
+    from storage.artifacts import is_checkpoint_pruned
+
+    final = load_final_study(study)
+    if final is None:
+        return None
+    done = [
+        t
+        for t, _ in final_trials(final)
+        if t.state == TrialState.COMPLETE
+        and t.values
+        and t.user_attrs.get(attrs.CHECKPOINT)
+        and not is_checkpoint_pruned(final, t.number)
+    ]
+    return min(done, key=lambda t: t.values[0]) if done else None
+
+
+def _owning_study(study: optuna.Study, trial: FrozenTrial) -> optuna.Study:
+    """``study``, or its final stage when ``trial`` is one of the final stage's trials."""
+    from nas.retrain import load_final_study
+
+    final = load_final_study(study)
+    if final is not None and any(
+        t._trial_id == trial._trial_id for t in final.get_trials(deepcopy=False)
+    ):
+        return final
+    return study
 
 
 def _versions() -> dict[str, str]:
@@ -124,6 +163,9 @@ def export_trial(
             "(safetensors is always written)"
         )
     trial = pick_trial(study, trial_number)
+    # A final-stage trial belongs to the companion study: its checkpoint bookkeeping and its
+    # identity (the longer budget) are there, and the provenance must name it.
+    study = _owning_study(study, trial)
     generator, arch = load_trial_generator(study, trial, artifacts)
     identity = study.user_attrs.get(attrs.STUDY_IDENTITY, {})
     extra: dict[str, Any] = {}

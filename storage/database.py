@@ -14,11 +14,10 @@ Every failure becomes a :class:`~gannas.errors.StorageError` with the password r
 
 from __future__ import annotations
 
-import warnings
-
 import inspect
 import sqlite3
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -86,11 +85,7 @@ def open_storage(
         kwargs[name] = failed_trial_callback
 
     try:
-        with warnings.catch_warnings():
-            # Heartbeats are how gannas tells a live trial from a lost one; Optuna still labels
-            # the argument experimental, which would print on every worker start.
-            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        return _create_rdb_storage(url, engine_kwargs, kwargs)
     except ImportError as exc:
         raise StorageError(
             f"cannot open study database {redact_url(url)!r}: the database driver for {kind} is "
@@ -110,6 +105,38 @@ def open_storage(
         raise StorageError(
             f"invalid storage options for {redact_url(url)!r}: {_first_line(exc, url)}"
         ) from None
+
+
+_SCHEMA_RACE_ATTEMPTS = 5
+
+
+def _create_rdb_storage(
+    url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]
+) -> RDBStorage:
+    """``RDBStorage(...)``, retried when another process is creating the same schema right now.
+
+    Optuna creates the tables on first use without a lock: two processes opening a brand-new
+    database at once can collide ("table studies already exists" on SQLite, a duplicate
+    ``alembic_version`` row on PostgreSQL). The loser's retry finds the schema complete.
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    for attempt in range(_SCHEMA_RACE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                # Heartbeats are how gannas tells a live trial from a lost one; Optuna still
+                # labels the argument experimental, which would print on every worker start.
+                warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError,
+                sqlalchemy.exc.ProgrammingError) as exc:
+            text = str(exc).lower()
+            racing = "already exists" in text or "duplicate" in text or "unique" in text
+            if not racing or attempt == _SCHEMA_RACE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def check_reachable(url: str) -> None:

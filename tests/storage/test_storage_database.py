@@ -177,3 +177,39 @@ def test_storage_survives_pickling_for_ray_workers(storage_url: str) -> None:
     clone = pickle.loads(pickle.dumps(storage))
     assert clone.engine_kwargs == storage.engine_kwargs
     assert [s.study_name for s in optuna.get_all_study_summaries(clone)] == ["p"]
+
+
+
+def test_processes_creating_the_same_new_database_at_once_all_succeed(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    go = tmp_path / "go"
+    # Each process imports everything first, then waits for the same instant to open the new
+    # database, so their schema creations overlap.
+    script = (
+        "import pathlib, sys, time\n"
+        "from storage import open_storage\n"
+        "import optuna, os\n"
+        f"go = pathlib.Path({str(go)!r})\n"
+        f"pathlib.Path({str(tmp_path)!r}, f'ready.{{os.getpid()}}').touch()\n"
+        "while not go.exists(): time.sleep(0.001)\n"
+        f"open_storage({url!r})\n"
+        "print('ok')\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    deadline = time.time() + 60
+    while len(list(tmp_path.glob("ready.*"))) < len(procs) and time.time() < deadline:
+        time.sleep(0.01)  # every process has finished its imports
+    go.touch()
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-2000:]
+        assert out.strip() == "ok"

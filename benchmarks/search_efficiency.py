@@ -1,0 +1,632 @@
+"""Search efficiency: best FID against search time for random search, TPE and TPE + Hyperband.
+
+    .venv/bin/python benchmarks/search_efficiency.py --quick    # < 5 minutes
+    .venv/bin/python benchmarks/search_efficiency.py            # full: 7 min idle, 25 loaded
+    .venv/bin/python benchmarks/search_efficiency.py --seeds 5 --time-budget 300 --jobs 2
+
+Every strategy gets the same time budget per seed on the ``digits`` dataset, on the CPU, through
+the real controller (:func:`nas.run_search`, inline executor: trials run one after another in the
+benchmark's process, with one torch thread each). A search is stopped at the first turn of the
+controller's loop after its budget is spent; a trial that finishes after the budget does not count.
+
+What "time" means here: the process CPU time of the search (``time.process_time``: training,
+scoring, sampling, the Optuna database) since :func:`run_search` was called, with the data, the
+feature extractor and the reference statistics warmed up beforehand so no strategy pays for them.
+The machine this was written on has 2 cores shared with other people's test runs, so wall-clock
+time was noisy by a factor of up to two; with one torch thread a search uses one core, and its CPU
+time is what its wall time would be on an otherwise idle core. Wall time is recorded as well and
+reported beside it, with the machine load. Strategies of one seed run interleaved (random, TPE,
+TPE + Hyperband, next seed) so that slow phases of the machine hit all of them.
+
+What "FID" means here: the real Inception-v3 weights are not available offline, so scores use the
+tiny TorchScript feature extractor of
+:func:`trainers.metrics.testing.write_tiny_torchscript_extractor`
+(two random-weight strided convolutions and a global pool, 32 features). Its Frechet distance
+ranks generators by how far their samples' low-level statistics are from the digits', which is a
+proxy for FID, not FID: compare the strategies with it, not the numbers with published FIDs.
+
+The searched space is the DCGAN family scaled to what a CPU trains in seconds (``SPACE_YAML``
+below: widths 8-32, batch 32-64, <= 2 D steps), not the built-in ``dcgan`` space whose widest
+configurations take minutes per trial on this machine.
+
+Outputs (``--out``, default ``benchmarks/results/search_efficiency``): ``.md`` with the table,
+the command and the machine load, ``.png`` with best FID against time (median over seeds, band =
+min..max), and ``.json`` with every trial's finish time and FID. The last line printed is
+``speedup_vs_random: X``: random search's time to its final best divided by TPE + Hyperband's time
+to reach that value (median over seeds; 0 when TPE + Hyperband never reached it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+STRATEGIES: dict[str, tuple[str, str]] = {
+    "random": ("random", "none"),
+    "tpe": ("tpe", "none"),
+    "tpe+hyperband": ("tpe", "hyperband"),
+}
+"""Strategy label -> (sampler, pruner) as the controller names them."""
+
+SPACE_YAML = """\
+name: dcgan-cpu
+description: DCGAN family scaled for CPU benchmarks (search_efficiency.py)
+family: dcgan
+generator:
+  latent_dim: {type: categorical, choices: [32, 64]}
+  depth: {type: int, low: 2, high: 3}
+  base_width: {type: int, low: 8, high: 32, step: 8}
+  kernel_size: {type: categorical, choices: [3, 4]}
+  norm: {type: categorical, choices: [batch, instance, none]}
+  activation: {type: categorical, choices: [relu, leaky_relu, silu]}
+  upsample: {type: categorical, choices: [deconv, nearest, bilinear]}
+discriminator:
+  depth: {type: int, low: 2, high: 3}
+  width: {type: int, low: 8, high: 32, step: 8}
+  spectral_norm: {type: categorical, choices: [true, false]}
+  activation: {type: categorical, choices: [leaky_relu, relu]}
+training:
+  loss: {type: categorical, choices: [bce, hinge, wgan_gp]}
+  lr_g: {type: float, low: 1.0e-5, high: 3.0e-3, log: true}
+  lr_d: {type: float, low: 1.0e-5, high: 3.0e-3, log: true}
+  beta1: {type: categorical, choices: [0.0, 0.5]}
+  beta2: {type: categorical, choices: [0.9, 0.999]}
+  d_steps: {type: int, low: 1, high: 2}
+  batch_size: {type: categorical, choices: [32, 64]}
+  gp_weight: {type: float, low: 1.0, high: 20.0, log: true, when: {loss: wgan_gp}}
+"""
+
+
+@dataclass(frozen=True)
+class Config:
+    """One benchmark setting: the per-trial training and scoring, and the search budget."""
+
+    seeds: tuple[int, ...]
+    time_budget_s: float
+    """CPU seconds each (strategy, seed) search may spend."""
+    trial_budget: int
+    """Generator steps per trial."""
+    eval_points: int
+    fid_samples: int
+    real_samples: int
+    resolution: int = 16
+    strategies: tuple[str, ...] = tuple(STRATEGIES)
+
+
+QUICK = Config(
+    seeds=(0, 1, 2),
+    time_budget_s=15.0,
+    trial_budget=30,
+    eval_points=3,
+    fid_samples=64,
+    real_samples=500,
+    resolution=8,
+)
+"""A smoke run: a dozen trials per search, so TPE has barely left its random start."""
+FULL = Config(
+    seeds=(0, 1, 2),
+    time_budget_s=90.0,
+    trial_budget=60,
+    eval_points=3,
+    fid_samples=128,
+    real_samples=1000,
+    resolution=8,
+)
+"""About 40 random-search trials per search; digits' own 8x8 resolution keeps a trial near 2 s."""
+
+
+@dataclass
+class TrialEvent:
+    number: int
+    state: str
+    fid: float | None
+    cpu_s: float
+    wall_s: float
+    history: dict[int, float] = field(default_factory=dict)
+    """FID at each evaluation step (also of pruned trials)."""
+
+
+@dataclass
+class RunResult:
+    strategy: str
+    seed: int
+    events: list[TrialEvent] = field(default_factory=list)
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+
+    def within_budget(self, budget: float) -> list[TrialEvent]:
+        return [e for e in self.events if e.cpu_s <= budget]
+
+    def best_curve(self, budget: float) -> list[tuple[float, float]]:
+        """(time, best FID so far) at each improvement, within the budget."""
+        curve: list[tuple[float, float]] = []
+        best = math.inf
+        for e in self.within_budget(budget):
+            if e.fid is not None and e.fid < best:
+                best = e.fid
+                curve.append((e.cpu_s, best))
+        return curve
+
+    def final_best(self, budget: float) -> float:
+        curve = self.best_curve(budget)
+        return curve[-1][1] if curve else math.inf
+
+    def time_to_reach(self, value: float, budget: float) -> float:
+        for t, best in self.best_curve(budget):
+            if best <= value:
+                return t
+        return math.inf
+
+
+class _BudgetSpent(Exception):
+    """Raised from the progress callback between trials to end a search at its time budget."""
+
+
+def _settings(cfg: Config, extractor: str, space_file: str, seed: int) -> Any:
+    from nas.settings import ScoringSettings, WhatToSearch
+
+    return WhatToSearch(
+        space=space_file,
+        dataset="digits",
+        resolution=cfg.resolution,
+        budget=cfg.trial_budget,
+        eval_points=cfg.eval_points,
+        scoring=ScoringSettings(
+            fid_samples=cfg.fid_samples,
+            real_samples=cfg.real_samples,
+            feature_extractor=extractor,
+            metrics=("fid",),
+            batch_size=128,
+        ),
+        seed=seed,
+    )
+
+
+def _warm_up(cfg: Config, extractor: str, space_file: str, workdir: Path) -> None:
+    """Cache the data and the reference statistics so that no timed search pays for them."""
+    from nas.controller import run_search
+    from nas.settings import HowToSearch, WhereToRun
+
+    run_search(
+        _settings(cfg, extractor, space_file, seed=0),
+        HowToSearch(trials=1, study="warm-up", sampler="random", pruner="none"),
+        WhereToRun(storage=f"sqlite:///{workdir / 'warmup.db'}", executor="inline", workers=1),
+    )
+
+
+def run_strategy(
+    strategy: str, seed: int, cfg: Config, extractor: str, space_file: str, workdir: str
+) -> RunResult:
+    """One timed search: ``strategy`` with ``seed`` until ``cfg.time_budget_s`` CPU seconds."""
+    import optuna
+
+    from nas.controller import SearchProgress, run_search
+    from nas.executors import Finished, InlineExecutor
+    from nas.settings import HowToSearch, WhereToRun
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler, pruner = STRATEGIES[strategy]
+    result = RunResult(strategy=strategy, seed=seed)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+
+    class TimedExecutor(InlineExecutor):
+        """The inline executor, noting when each trial ended on the search's clocks."""
+
+        def wait(self, timeout: float) -> list[Finished]:
+            done = super().wait(timeout)
+            for item in done:
+                summary = item.summary or {}
+                result.events.append(
+                    TrialEvent(
+                        number=item.job.trial_number,
+                        state=str(summary.get("state", "LOST")),
+                        fid=None,  # read from the study afterwards (the objective value)
+                        cpu_s=time.process_time() - cpu0,
+                        wall_s=time.perf_counter() - wall0,
+                    )
+                )
+            return done
+
+    def on_update(finished: int, best: float | None, running: int) -> None:
+        if running == 0 and time.process_time() - cpu0 >= cfg.time_budget_s:
+            raise _BudgetSpent
+
+    db = Path(workdir) / f"{strategy}-s{seed}.db"
+    url = f"sqlite:///{db}"
+    try:
+        run_search(
+            _settings(cfg, extractor, space_file, seed),
+            HowToSearch(trials=100_000, study="bench", sampler=sampler, pruner=pruner),
+            WhereToRun(storage=url, executor="inline", workers=1),
+            progress=SearchProgress(on_update=on_update),
+            executor=TimedExecutor(),
+        )
+    except _BudgetSpent:
+        pass
+    result.cpu_s = time.process_time() - cpu0
+    result.wall_s = time.perf_counter() - wall0
+    study = optuna.load_study(study_name="bench", storage=url)
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for event in result.events:
+        trial = by_number[event.number]
+        event.state = trial.state.name
+        event.history = {int(k): float(v) for k, v in trial.intermediate_values.items()}
+        if trial.state == optuna.trial.TrialState.COMPLETE and trial.values:
+            event.fid = float(trial.values[0])
+    return result
+
+
+def _run_job(args: tuple[str, int, Config, str, str, str]) -> RunResult:
+    return run_strategy(*args)
+
+
+# --- analysis --------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    strategy: str
+    trials: float
+    pruned: float
+    failed: float
+    final_best: float
+    time_to_random_best: list[float]
+    """Per seed: CPU seconds until this strategy's best FID was <= random's final best."""
+    speedup: list[float]
+    """Per seed: random's time to its final best / this strategy's time to reach it."""
+
+
+def summarize(runs: Sequence[RunResult], cfg: Config) -> list[Summary]:
+    budget = cfg.time_budget_s
+    random_runs = {r.seed: r for r in runs if r.strategy == "random"}
+    out = []
+    for strategy in cfg.strategies:
+        mine = [r for r in runs if r.strategy == strategy]
+        reach, speed = [], []
+        for r in mine:
+            ref = random_runs.get(r.seed)
+            if ref is None:
+                continue
+            target = ref.final_best(budget)
+            t_ref = ref.time_to_reach(target, budget)
+            t = r.time_to_reach(target, budget)
+            reach.append(t)
+            speed.append(t_ref / t if math.isfinite(t) and t > 0 else 0.0)
+        events = [r.within_budget(budget) for r in mine]
+        out.append(
+            Summary(
+                strategy=strategy,
+                trials=statistics.median(len(e) for e in events),
+                pruned=statistics.median(sum(x.state == "PRUNED" for x in e) for e in events),
+                failed=statistics.median(sum(x.state == "FAIL" for x in e) for e in events),
+                final_best=statistics.median(r.final_best(budget) for r in mine),
+                time_to_random_best=reach,
+                speedup=speed,
+            )
+        )
+    return out
+
+
+def median_curve_time_to(
+    runs: Sequence[RunResult], value: float, budget: float, *, points: int = 900
+) -> float:
+    """When the median over seeds of the best-so-far curve first reaches ``value``."""
+    grid = [budget * i / points for i in range(1, points + 1)]
+    med, _, _ = _median_curve(runs, budget, grid)
+    return next((t for t, v in zip(grid, med) if v <= value), math.inf)
+
+
+def _median_curve(runs: Sequence[RunResult], budget: float, grid: Sequence[float]) -> Any:
+    def at(run: RunResult, t: float) -> float:
+        best = math.inf
+        for time_s, value in run.best_curve(budget):
+            if time_s <= t:
+                best = value
+        return best
+
+    rows = [[at(r, t) for t in grid] for r in runs]
+    med = [statistics.median(col) for col in zip(*rows)]
+    lo = [min(col) for col in zip(*rows)]
+    hi = [max(col) for col in zip(*rows)]
+    return med, lo, hi
+
+
+def plot(runs: Sequence[RunResult], cfg: Config, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budget = cfg.time_budget_s
+    grid = [budget * i / 200 for i in range(1, 201)]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for strategy in cfg.strategies:
+        mine = [r for r in runs if r.strategy == strategy]
+        med, lo, hi = _median_curve(mine, budget, grid)
+        finite = [i for i, v in enumerate(med) if math.isfinite(v)]
+        if not finite:
+            continue
+        xs = [grid[i] for i in finite]
+        line = ax.step(xs, [med[i] for i in finite], where="post", label=strategy)[0]
+        band = [i for i in finite if math.isfinite(hi[i])]
+        ax.fill_between(
+            [grid[i] for i in band],
+            [lo[i] for i in band],
+            [hi[i] for i in band],
+            step="post",
+            alpha=0.15,
+            color=line.get_color(),
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("search time (CPU seconds, one thread)")
+    ax.set_ylabel("best FID so far (tiny-extractor proxy)")
+    ax.set_title(f"digits {cfg.resolution}x{cfg.resolution}, median of {len(cfg.seeds)} seeds")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt_times(values: Sequence[float]) -> str:
+    return ", ".join("never" if not math.isfinite(v) else f"{v:.0f}" for v in values)
+
+
+def _median_or_inf(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.inf
+
+
+def write_markdown(
+    runs: Sequence[RunResult],
+    summaries: Sequence[Summary],
+    cfg: Config,
+    path: Path,
+    *,
+    command: str,
+    load_before: tuple[float, float, float],
+    load_after: tuple[float, float, float],
+    elapsed_s: float,
+) -> None:
+    budget = cfg.time_budget_s
+    lines = [
+        "# Search efficiency: random vs TPE vs TPE + Hyperband",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, {platform.system()} {platform.release()}; load average "
+        f"(1/5/15 min) before {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, "
+        f"after {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f}; the benchmark "
+        f"took {elapsed_s / 60:.1f} minutes of wall time.",
+        "",
+        f"Setting: `digits` at {cfg.resolution}x{cfg.resolution}, space `dcgan-cpu` (see the "
+        f"script), {cfg.trial_budget} generator steps per trial with {cfg.eval_points} FID "
+        f"evaluations, {cfg.fid_samples} fake / {cfg.real_samples} real samples per FID, tiny "
+        f"random-weight TorchScript extractor (FID is a proxy), seeds {list(cfg.seeds)}, "
+        f"{budget:.0f} CPU seconds per search (inline executor, 1 torch thread). Time is process "
+        "CPU time of the search (see the script's docstring for why not wall time).",
+        "",
+        "| strategy | trials in budget (median) | pruned | failed | final best FID (median) "
+        "| CPU s to reach random's final best, per seed | speedup vs random (median) "
+        "| median curve reaches random's median final best at (CPU s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    random_runs = [r for r in runs if r.strategy == "random"]
+    random_final = statistics.median(r.final_best(budget) for r in random_runs)
+    for s in summaries:
+        med_speed = statistics.median(s.speedup) if s.speedup else 0.0
+        mine = [r for r in runs if r.strategy == s.strategy]
+        t_curve = median_curve_time_to(mine, random_final, budget)
+        lines.append(
+            f"| {s.strategy} | {s.trials:g} | {s.pruned:g} | {s.failed:g} | {s.final_best:.5f} "
+            f"| {_fmt_times(s.time_to_random_best)} | {med_speed:.2f}x "
+            f"| {_fmt_times([t_curve])} |"
+        )
+    lines += [
+        "",
+        "Speedup = random search's time to its own final best / the strategy's time to reach that "
+        "FID (0 when never reached within the budget); for random itself it is 1 by definition. "
+        "The last column reads the plot instead: when each strategy's median best-so-far curve "
+        f"first reaches random search's median final best ({random_final:.5f}).",
+        "",
+        "Per run (CPU seconds and wall seconds actually spent, including the trial running when "
+        "the budget ran out):",
+        "",
+        "| strategy | seed | trials | final best FID | time to own best (CPU s) | CPU s | wall s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        best = r.final_best(budget)
+        lines.append(
+            f"| {r.strategy} | {r.seed} | {len(r.within_budget(budget))} | {best:.5f} "
+            f"| {r.time_to_reach(best, budget):.0f} | {r.cpu_s:.0f} | {r.wall_s:.0f} |"
+        )
+    lines += ["", f"![best FID against time]({path.with_suffix('.png').name})", ""]
+    path.write_text("\n".join(lines))
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Reduced version (< 5 minutes).")
+    parser.add_argument("--seeds", type=int, help="Number of seeds (0..N-1).")
+    parser.add_argument("--time-budget", type=float, help="CPU seconds per search.")
+    parser.add_argument("--trial-budget", type=int, help="Generator steps per trial.")
+    parser.add_argument("--resolution", type=int, help="Image resolution (8 is digits' own).")
+    parser.add_argument("--fid-samples", type=int, help="Fake samples per FID evaluation.")
+    parser.add_argument("--strategies", help="Comma-separated subset of " + ",".join(STRATEGIES))
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="Searches run at once, one process each (default: 2, or 1 on a 1-CPU machine).",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="Output path without suffix (default: benchmarks/results/search_efficiency, "
+        "or /tmp/search_efficiency_quick with --quick).",
+    )
+    parser.add_argument(
+        "--json", type=Path, help="Also write every trial's finish time and FID to this file."
+    )
+    parser.add_argument(
+        "--from-json", type=Path, help="Re-analyse a --json file instead of running searches."
+    )
+    args = parser.parse_args(argv)
+
+    cfg = QUICK if args.quick else FULL
+    overrides: dict[str, Any] = {}
+    if args.seeds:
+        overrides["seeds"] = tuple(range(args.seeds))
+    if args.time_budget:
+        overrides["time_budget_s"] = args.time_budget
+    if args.trial_budget:
+        overrides["trial_budget"] = args.trial_budget
+    if args.resolution:
+        overrides["resolution"] = args.resolution
+    if args.fid_samples:
+        overrides["fid_samples"] = args.fid_samples
+    if args.strategies:
+        chosen = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+        unknown = [s for s in chosen if s not in STRATEGIES]
+        if unknown or "random" not in chosen:
+            parser.error(f"--strategies must include random and be among {list(STRATEGIES)}")
+        overrides["strategies"] = chosen
+    cfg = Config(**{**asdict(cfg), **overrides})
+    out = args.out or (
+        Path(tempfile.gettempdir()) / "search_efficiency_quick"
+        if args.quick
+        else REPO / "benchmarks" / "results" / "search_efficiency"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        saved_cfg = saved["config"]
+        cfg = Config(**{**saved_cfg, "seeds": tuple(saved_cfg["seeds"]),
+                        "strategies": tuple(saved_cfg["strategies"])})  # fmt: skip
+        runs = [
+            RunResult(
+                strategy=r["strategy"],
+                seed=r["seed"],
+                events=[TrialEvent(**{**e, "history": {int(k): v for k, v in e["history"].items()}})
+                        for e in r["events"]],  # fmt: skip
+                cpu_s=r["cpu_s"],
+                wall_s=r["wall_s"],
+            )
+            for r in saved["runs"]
+        ]
+        command = saved.get("command", "")
+        load_before = tuple(saved.get("load_before", load_before))
+        load_after = tuple(saved.get("load_after", os.getloadavg()))
+        elapsed = saved.get("elapsed_s", 0.0)
+    else:
+        runs = _run_all(cfg, args.jobs)
+        elapsed = time.perf_counter() - started
+        load_after = os.getloadavg()
+        command = "python benchmarks/search_efficiency.py " + " ".join(
+            sys.argv[1:] if argv is None else argv
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "config": asdict(cfg),
+                    "runs": [asdict(r) for r in runs],
+                    "command": command.strip(),
+                    "load_before": load_before,
+                    "load_after": load_after,
+                    "elapsed_s": elapsed,
+                },
+                indent=1,
+                default=str,
+            )
+        )
+    summaries = summarize(runs, cfg)
+    plot(runs, cfg, out.with_suffix(".png"))
+    write_markdown(
+        runs,
+        summaries,
+        cfg,
+        out.with_suffix(".md"),
+        command=command.strip(),
+        load_before=load_before,
+        load_after=load_after,
+        elapsed_s=elapsed,
+    )
+    for s in summaries:
+        print(
+            f"{s.strategy:14s} trials {s.trials:g} pruned {s.pruned:g} best {s.final_best:.5f} "
+            f"to random's best: {_fmt_times(s.time_to_random_best)} CPU s"
+        )
+    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')}")
+    hb = next((s for s in summaries if s.strategy == "tpe+hyperband"), None)
+    speedup = _median_or_inf(hb.speedup) if hb and hb.speedup else 0.0
+    print(f"speedup_vs_random: {speedup:.2f}")
+    return 0
+
+
+def _run_all(cfg: Config, n_jobs: int) -> list[RunResult]:
+    with tempfile.TemporaryDirectory(prefix="gannas-bench-") as tmp:
+        workdir = Path(tmp)
+        os.environ["GANNAS_CACHE_DIR"] = str(workdir / "cache")
+        from trainers.metrics.testing import write_tiny_torchscript_extractor
+
+        extractor = str(workdir / "tiny.pt")
+        write_tiny_torchscript_extractor(extractor, dim=32, seed=0)
+        space_file = str(workdir / "dcgan-cpu.yaml")
+        Path(space_file).write_text(SPACE_YAML)
+        _warm_up(cfg, extractor, space_file, workdir)
+        jobs = [
+            (strategy, seed, cfg, extractor, space_file, str(workdir))
+            for seed in cfg.seeds
+            for strategy in cfg.strategies  # interleaved: each seed runs every strategy in turn
+        ]
+        runs: list[RunResult] = []
+        if n_jobs > 1:
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(n_jobs) as pool:
+                for run in pool.imap(_run_job, jobs):
+                    runs.append(run)
+                    _print_run(run, cfg)
+        else:
+            for job in jobs:
+                run = _run_job(job)
+                runs.append(run)
+                _print_run(run, cfg)
+    return runs
+
+
+def _print_run(run: RunResult, cfg: Config) -> None:
+    budget = cfg.time_budget_s
+    events = run.within_budget(budget)
+    print(
+        f"{run.strategy:14s} seed {run.seed}: {len(events)} trials "
+        f"({sum(e.state == 'PRUNED' for e in events)} pruned), best "
+        f"{run.final_best(budget):.5f}, {run.cpu_s:.0f} CPU s / {run.wall_s:.0f} wall s",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""``gannas retrain``: the final stage in a companion study, continued without duplicates, and
+preferred by ``gannas export``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas import attrs
+from nas.cli import main
+from nas.controller import run_search
+from nas.retrain import (
+    FINAL_STUDY,
+    SEARCH_FID,
+    SOURCE_STUDY,
+    SOURCE_TRIAL,
+    STAGE,
+    retrain_top,
+)
+from nas.settings import WhereToRun
+
+
+def _load(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def _retrain_cli(url: str, artifacts: str, *extra: str) -> int:
+    return main(
+        [
+            "retrain", "tiny", "--budget", "16", "--fid-samples", "48", "--storage", url,
+            "--artifacts", artifacts, "--executor", "inline", "--workers", "1", *extra,
+        ]
+    )  # fmt: skip
+
+
+def test_retrain_top_k_is_the_final_stage_and_export_prefers_it(
+    tiny_search, tiny_space, storage_url, artifacts_dir, tmp_path, capsys
+):
+    # Search from a copy of the space file, then remove it: retraining must use the space stored
+    # with the study, not the file.
+    space_copy = tmp_path / "moved.yaml"
+    shutil.copy(tiny_space, space_copy)
+    what, how, where = tiny_search(trials=4)
+    run_search(type(what)(**{**what.__dict__, "space": str(space_copy)}), how, where)
+    space_copy.unlink()
+
+    main_study = _load(storage_url, "tiny")
+    done = sorted(
+        (t for t in main_study.get_trials() if t.state == TrialState.COMPLETE),
+        key=lambda t: t.values[0],
+    )
+    assert len(done) >= 3
+
+    assert _retrain_cli(storage_url, artifacts_dir, "--top", "2") == 0
+    out = capsys.readouterr().out
+    assert "final stage 'tiny.final'" in out
+
+    main_study = _load(storage_url, "tiny")
+    assert main_study.user_attrs[FINAL_STUDY] == "tiny.final"
+    final = _load(storage_url, "tiny.final")
+    assert final.user_attrs[STAGE] == "final" and final.user_attrs[SOURCE_STUDY] == "tiny"
+    identity = final.user_attrs[attrs.STUDY_IDENTITY]
+    assert identity["budget"] == 16 and identity["fid_samples"] == 48
+    assert identity["eval_at"] == [8, 16]
+    assert identity["dataset"] == "digits" and identity["resolution"] == 8
+
+    def check_final_trials(expected_sources: list[int]) -> list[optuna.trial.FrozenTrial]:
+        trials = _load(storage_url, "tiny.final").get_trials()
+        assert [t.user_attrs[SOURCE_TRIAL] for t in trials] == expected_sources
+        by_number = {t.number: t for t in main_study.get_trials()}
+        for t in trials:
+            source = by_number[t.user_attrs[SOURCE_TRIAL]]
+            assert t.user_attrs[STAGE] == "final"
+            # The enqueued trial trained exactly the source architecture, longer and scored
+            # with more samples.
+            assert t.params == source.params
+            assert t.user_attrs[attrs.ARCH] == source.user_attrs[attrs.ARCH]
+            assert t.user_attrs[SEARCH_FID] == pytest.approx(source.values[0])
+            assert t.state in (TrialState.COMPLETE, TrialState.FAIL)
+            assert t.user_attrs[attrs.PROTOCOL]["num_fake"] == 48
+            if t.state == TrialState.COMPLETE:
+                assert sorted(t.intermediate_values) == [8, 16]
+        return trials
+
+    check_final_trials([done[0].number, done[1].number])
+    assert f"{done[0].number:>6}" in out
+
+    # Running it again continues the stage: nothing is trained twice.
+    assert _retrain_cli(storage_url, artifacts_dir, "--top", "2") == 0
+    check_final_trials([done[0].number, done[1].number])
+    # A larger --top adds only the next architecture.
+    assert _retrain_cli(storage_url, artifacts_dir, "--top", "3") == 0
+    trials = check_final_trials([done[0].number, done[1].number, done[2].number])
+    capsys.readouterr()
+
+    # Export prefers the best final-stage generator, and says where it came from.
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert completed
+    best_final = min(completed, key=lambda t: t.values[0])
+    out_dir = tmp_path / "export"
+    assert main(
+        ["export", "tiny", "--out", str(out_dir), "--storage", storage_url,
+         "--artifacts", artifacts_dir]
+    ) == 0  # fmt: skip
+    metadata = json.loads((out_dir / "metadata.json").read_text())
+    provenance = metadata["provenance"]
+    assert provenance["study"] == "tiny.final"
+    assert provenance["trial"] == best_final.number
+    assert provenance["budget"] == 16
+    assert metadata["score"]["fid"] == pytest.approx(best_final.values[0])
+    arch = json.loads((out_dir / "arch.json").read_text())
+    assert arch == best_final.user_attrs[attrs.ARCH]
+
+    # An explicit --trial still means the search study's own trial.
+    explicit = tmp_path / "explicit"
+    number = done[0].number
+    assert main(
+        ["export", "tiny", "--out", str(explicit), "--trial", str(number), "--storage",
+         storage_url, "--artifacts", artifacts_dir]
+    ) == 0  # fmt: skip
+    provenance = json.loads((explicit / "metadata.json").read_text())["provenance"]
+    assert provenance["study"] == "tiny" and provenance["trial"] == number
+
+
+def test_export_without_a_final_stage_is_unchanged(
+    tiny_search, storage_url, artifacts_dir, tmp_path
+):
+    what, how, where = tiny_search(trials=2)
+    run_search(what, how, where)
+    study = _load(storage_url, "tiny")
+    best = min(
+        (t for t in study.get_trials() if t.state == TrialState.COMPLETE), key=lambda t: t.values[0]
+    )
+    out_dir = tmp_path / "export"
+    assert main(
+        ["export", "tiny", "--out", str(out_dir), "--storage", storage_url,
+         "--artifacts", artifacts_dir]
+    ) == 0  # fmt: skip
+    provenance = json.loads((out_dir / "metadata.json").read_text())["provenance"]
+    assert provenance["study"] == "tiny" and provenance["trial"] == best.number
+
+
+def test_retrain_of_a_multi_objective_study_takes_the_front_by_fid(tiny_search, storage_url):
+    from nas.pareto import rank_trials
+
+    what, how, where = tiny_search(trials=4, objectives=("fid", "params"), artifacts=False)
+    run_search(what, how, where)
+    study = _load(storage_url, "tiny")
+    ranked = rank_trials(study)
+    summary = retrain_top(
+        "tiny",
+        top=1,
+        budget=12,
+        fid_samples=40,
+        where=WhereToRun(storage=storage_url, executor="inline", workers=1),
+    )
+    assert [a.source_number for a in summary.architectures] == [ranked[0].number]
+    assert summary.enqueued_now == [ranked[0].number]
+    (arch,) = summary.architectures
+    final = _load(storage_url, "tiny.final")
+    assert len(final.directions) == 2
+    (trial,) = final.get_trials()
+    assert trial.user_attrs[SOURCE_TRIAL] == ranked[0].number
+    assert trial.user_attrs[attrs.ARCH] == ranked[0].user_attrs[attrs.ARCH]
+    assert trial.state in (TrialState.COMPLETE, TrialState.FAIL)
+    if trial.state == TrialState.COMPLETE:
+        assert arch.final_values == trial.values
+        assert trial.values[1] == float(ranked[0].user_attrs[attrs.PARAMS_G])
+
+
+def test_retrain_errors_are_one_line(storage_url, capsys):
+    def retrain(study: str, *extra: str) -> tuple[int, str]:
+        code = main(
+            ["retrain", study, "--budget", "5", "--fid-samples", "8", "--storage", storage_url,
+             *extra]
+        )  # fmt: skip
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        return code, err
+
+    code, err = retrain("nope")
+    assert code == 2 and "no study named 'nope'" in err
+
+    optuna.create_study(storage=storage_url, study_name="empty")
+    code, err = retrain("empty")
+    assert code == 2 and "no stored gannas identity" in err
+
+    final = optuna.create_study(storage=storage_url, study_name="x.final")
+    final.set_user_attr(STAGE, "final")
+    final.set_user_attr(SOURCE_STUDY, "x")
+    code, err = retrain("x.final")
+    assert code == 2 and "already a final stage" in err
+
+    code, err = retrain("empty", "--top", "0")
+    assert code == 2 and "--top must be at least 1" in err
