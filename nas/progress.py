@@ -17,6 +17,7 @@ class RichProgress:
         self._task: Any = None
         self._started = time.perf_counter()
         self._first_finished = 0
+        self._target = 0
         self._interactive = sys.stderr.isatty()
 
     def __enter__(self) -> RichProgress:
@@ -57,11 +58,24 @@ class RichProgress:
         else:
             print(f"{stamp} {text}", file=sys.stderr, flush=True)
 
+    def _eta(self, finished: int) -> str:
+        """Remaining time at the rate of the trials finished by this run (unknown before one)."""
+        done_now = finished - self._first_finished
+        remaining = self._target - finished
+        if remaining <= 0:
+            return "0s"
+        if done_now <= 0:
+            return "unknown"
+        seconds = (time.perf_counter() - self._started) / done_now * remaining
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
     def sink(self) -> SearchProgress:
         state = {"last": None}
 
         def on_start(study: str, target: int, finished: int) -> None:
             self._first_finished = finished
+            self._target = target
+            self._started = time.perf_counter()
             self._line(f"study {study!r}: {finished}/{target} trials finished so far")
             if self._progress is not None:
                 self._task = self._progress.add_task(
@@ -76,6 +90,9 @@ class RichProgress:
                 )
             elif state["last"] != (finished, best_text):
                 state["last"] = (finished, best_text)
-                self._line(f"finished {finished}, best FID {best_text}, running {running}")
+                self._line(
+                    f"finished {finished}/{self._target}, best FID {best_text}, "
+                    f"running {running}, ETA {self._eta(finished)}"
+                )
 
         return SearchProgress(on_start=on_start, on_update=on_update, on_message=self._line)

@@ -279,7 +279,9 @@ class BrowserPage:
         )
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API allows one running instance per thread, and the e2e and
+# report tests each start their own.
+@pytest.fixture(scope="module")
 def _browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     reason = _missing_browser()
     if reason is not None:
