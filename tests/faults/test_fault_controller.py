@@ -87,6 +87,12 @@ def test_a_search_whose_controller_was_killed_is_finished_by_running_it_again(
         assert new.user_attrs == old.user_attrs
     for number in running_before:  # the trials the kill interrupted were lost and retried
         lost = after[number]
+        if lost.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            # A Ray worker process can outlive the kill of the process group by a moment (it
+            # is started by the raylet); it then writes its own result, which must be kept,
+            # not retried: a finished trial is never lost nor duplicated.
+            assert not [t for t in trials if t.user_attrs.get(attrs.RETRY_OF) == number]
+            continue
         assert lost.state == TrialState.FAIL, (number, lost.state)
         assert lost.user_attrs[attrs.FAIL_KIND] == attrs.FAIL_KIND_INFRA
         if lost.user_attrs[attrs.STATUS] == "orphaned":  # killed between ask and dispatch
