@@ -15,7 +15,6 @@ import os
 import socket
 import tempfile
 import threading
-import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,7 +66,12 @@ class _Heartbeat:
 def _objective_values(job: TrialJob, fid: float, params_g: int, generator: Any) -> list[float]:
     from nas.objectives import objective_value
 
-    return [fid if name == "fid" else objective_value(name, generator) for name in job.objectives]
+    # G's parameter count is already known; only the other costs need the generator again.
+    known = {"fid": fid, "params": float(params_g)}
+    return [
+        known[name] if name in known else objective_value(name, generator)
+        for name in job.objectives
+    ]
 
 
 def execute_trial(job: TrialJob, reference: Any) -> dict[str, Any]:
@@ -334,7 +338,3 @@ class _ArtifactWriter:
             # The trial's own state is told after this; best-N pruning counts finished trials
             # only, so it may keep one extra checkpoint until the next trial finishes.
             prune_checkpoints(self._study, self._store, keep_best=self._job.keep_checkpoints)
-
-
-def elapsed(start: float) -> float:
-    return round(time.perf_counter() - start, 3)
