@@ -63,3 +63,51 @@ def test_plain_fast_path_without_onednn_matches_reference(
 def test_onednn_on_a_non_cpu_device_is_refused(random_weights: WeightsInfo) -> None:
     with pytest.raises(ValueError, match="onednn=True needs the CPU device"):
         InceptionFeatureExtractor(random_weights, device="meta", onednn=True)
+
+
+@pytest.fixture()
+def two_torch_threads():
+    # The root conftest pins torch to one thread; the micro-batch pool only runs with more.
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_micro_batches_on_two_threads_give_the_single_threaded_features_bit_for_bit(
+    random_weights: WeightsInfo,
+    image_sets: tuple[torch.Tensor, torch.Tensor],
+    reference: InceptionFeatureExtractor,
+    two_torch_threads: None,
+) -> None:
+    images = image_sets[1][:5]  # micro-batches of 2, 2 and a ragged 1
+    extractor = InceptionFeatureExtractor(random_weights, device="cpu", micro_batch=2)
+    parallel = extractor.features(images)
+    torch.set_num_threads(1)
+    serial = extractor.features(images)
+    for key in ("pool", "logits"):
+        assert torch.equal(parallel[key], serial[key]), key
+        assert not parallel[key].requires_grad
+    _assert_close(parallel, reference.features(images))
+
+
+def test_micro_batch_pool_leaves_the_callers_thread_count_alone(
+    random_weights: WeightsInfo, image_sets: tuple[torch.Tensor, torch.Tensor], two_torch_threads: None
+) -> None:
+    import threading
+
+    extractor = InceptionFeatureExtractor(random_weights, device="cpu", micro_batch=1)
+    extractor.features(image_sets[1][:2])
+    assert torch.get_num_threads() == 2
+    # torch.set_num_threads in the pool threads also sets the default that new threads inherit:
+    # the runner must have restored it.
+    seen: list[int] = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert seen == [2]
+
+
+def test_negative_micro_batch_is_refused(random_weights: WeightsInfo) -> None:
+    with pytest.raises(ValueError, match="micro_batch must be >= 0"):
+        InceptionFeatureExtractor(random_weights, device="cpu", micro_batch=-1)

@@ -27,6 +27,7 @@ from trainers.metrics._inception import (
     optimize_for_cpu_inference,
     pack_for_onednn,
 )
+from trainers.metrics._micro_batches import MicroBatchRunner
 from trainers.metrics._resize import resize_tf1_bilinear
 from trainers.metrics._weights import WeightsInfo, load_inception_state_dict
 
@@ -112,7 +113,14 @@ class InceptionFeatureExtractor:
     other machines. ``fast=False`` calls torch-fidelity's own ``forward`` unchanged.
     Every path gives torch-fidelity's features to float32 rounding (~1e-6 relative; tested).
     ``"logits"`` are torch-fidelity's ``logits_unbiased`` (no fc bias), the layer its Inception Score
-    uses. ``batch_size_hint`` is the batch size oneDNN tunes the packed weights for (any size works).
+    uses.
+
+    On the CPU the fast paths split every call into micro-batches of ``micro_batch`` images (default
+    8) and run them one per core (:class:`~trainers.metrics._micro_batches.MicroBatchRunner`: small
+    batches stay in cache, and whole micro-batches on separate cores avoid a barrier per op); the
+    caller's batch size then only bounds memory. ``micro_batch=0`` turns this off. On CUDA batches run
+    whole. ``batch_size_hint`` is the batch size oneDNN tunes the packed weights for (any size works;
+    it defaults to the micro-batch).
     """
 
     def __init__(
@@ -123,11 +131,18 @@ class InceptionFeatureExtractor:
         fast: bool = True,
         onednn: bool | None = None,
         compile: bool = False,  # noqa: A002 - mirrors torch.compile, the thing it switches on
-        batch_size_hint: int = 64,
+        micro_batch: int = 8,
+        batch_size_hint: int | None = None,
     ) -> None:
         self._weights = weights
         self._device = resolve_device(device)
         self._fast = fast or compile
+        if micro_batch < 0:
+            raise ValueError(f"micro_batch must be >= 0 (0 = off), got {micro_batch}")
+        use_micro_batches = micro_batch > 0 and self._fast and self._device.type == "cpu"
+        self._micro_batches = MicroBatchRunner(micro_batch) if use_micro_batches else None
+        if batch_size_hint is None:
+            batch_size_hint = micro_batch if use_micro_batches else 64
         state = load_inception_state_dict(weights)
         try:
             module = build_inception(state, _FEATURES)
@@ -194,7 +209,9 @@ class InceptionFeatureExtractor:
         _check_images(images)
         images = images.to(self._device, non_blocking=True)
         with _exact_cuda_math(self._device):
-            if self._fast:
+            if self._micro_batches is not None:
+                pool, logits = self._micro_batches(self._forward, images)
+            elif self._fast:
                 pool, logits = self._forward(images)
             else:
                 pool, logits = self._module(images)
