@@ -178,6 +178,8 @@ class Row:
     wall_s: float
     busy_s: float
     """The loop's wall time minus the time it spent waiting for trials: the controller's work."""
+    machine_busy: float = float("nan")
+    """Fraction of the machine's CPU time (all cores, all processes) that was busy during the run."""
 
     @property
     def ideal_s(self) -> float:
@@ -195,6 +197,23 @@ class Row:
     @property
     def wall_ms(self) -> float:
         return 1000.0 * self.wall_s / self.trials
+
+
+def _cpu_times() -> tuple[float, float] | None:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat (Linux); None elsewhere."""
+    try:
+        fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+def _busy_fraction(before: tuple[float, float] | None, after: tuple[float, float] | None) -> float:
+    if before is None or after is None or after[1] <= before[1]:
+        return float("nan")
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 @contextmanager
@@ -238,7 +257,9 @@ def measure(
         profiler = cProfile.Profile() if profile else None
         if profiler:
             profiler.enable()
+        cpu_before = _cpu_times()
         summary = run_search(what, how, where, executor=executor)
+        machine_busy = _busy_fraction(cpu_before, _cpu_times())
         if profiler:
             profiler.disable()
             out = io.StringIO()
@@ -247,10 +268,28 @@ def measure(
         if summary.finished != trials:
             raise RuntimeError(f"{backend}: {summary.finished} trials finished, wanted {trials}")
         wall = summary.elapsed_s
-        return Row(backend, workers, trials, sleep_s, wall, max(0.0, wall - executor.waited_s))
+        return Row(
+            backend, workers, trials, sleep_s, wall, max(0.0, wall - executor.waited_s), machine_busy
+        )
 
 
-def render(rows: list[Row], overhead: dict[str, Row], args: argparse.Namespace, load: Any) -> str:
+def _table(rows: list[Row]) -> list[str]:
+    lines = [
+        "| backend | workers | trial sleep (s) | trials | ideal (s) | wall (s) | efficiency "
+        "| controller (ms/trial) | machine CPU busy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.backend} | {r.workers} | {r.sleep_s:g} | {r.trials} | {r.ideal_s:.2f} | "
+            f"{r.wall_s:.2f} | {r.efficiency:.3f} | {r.busy_ms:.1f} | {r.machine_busy:.0%} |"
+        )
+    return lines
+
+
+def render(
+    rows: list[Row], sweep: list[Row], overhead: dict[str, Row], args: argparse.Namespace, load: Any
+) -> str:
     lines = [
         "# Controller scale benchmark",
         "",
@@ -280,23 +319,23 @@ def render(rows: list[Row], overhead: dict[str, Row], args: argparse.Namespace, 
         )
     lines += [
         "",
-        f"## Parallel efficiency (trials sleep {args.sleep} s, "
-        f"{args.trials_per_worker} per worker)",
+        f"## Parallel efficiency (trials sleep {args.sleep:g} s, {args.trials_per_worker} per worker)",
         "",
-        "| backend | workers | trials | ideal (s) | wall (s) | efficiency "
-        "| controller (ms/trial) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.backend} | {r.workers} | {r.trials} | {r.ideal_s:.2f} | {r.wall_s:.2f} | "
-            f"{r.efficiency:.3f} | {r.busy_ms:.1f} |"
-        )
-    lines += [
+        *_table(rows),
         "",
         "Efficiency = ideal time (trials x sleep / workers) / measured wall time of the loop.",
+        "Machine CPU busy = share of all cores' time spent busy during the run (controller, the",
+        "simulated workers' database writes and the database server together), from /proc/stat.",
         "",
     ]
+    if sweep:
+        lines += [
+            f"## Trial length at {max(r.workers for r in sweep)} workers "
+            f"({args.trials_per_worker} trials per worker)",
+            "",
+            *_table(sweep),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -305,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--workers", default="1,2,4,8,16")
     parser.add_argument("--sleep", type=float, default=1.0, help="Seconds each trial sleeps.")
+    parser.add_argument(
+        "--sweep-sleeps",
+        default="2,5,10",
+        help="Trial lengths (s) also measured at the largest worker count ('' to skip).",
+    )
     parser.add_argument("--trials-per-worker", type=int, default=4)
     parser.add_argument("--overhead-trials", type=int, default=40)
     parser.add_argument("--profile", type=int, default=0, help="Profile the run with N workers.")
@@ -333,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
 
         overhead: dict[str, Row] = {}
         rows: list[Row] = []
+        sweep: list[Row] = []
+        sweep_sleeps = [float(x) for x in args.sweep_sleeps.split(",") if x.strip()]
         for backend in backends:
             row = measure(backend, workers=1, trials=args.overhead_trials, sleep_s=0.0, **common)
             overhead[backend] = row
@@ -354,11 +400,22 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{backend}: {w:2d} workers, {row.trials} trials: wall {row.wall_s:.2f}s, "
                     f"ideal {row.ideal_s:.2f}s, efficiency {row.efficiency:.3f}, "
-                    f"controller {row.busy_ms:.1f} ms/trial",
+                    f"controller {row.busy_ms:.1f} ms/trial, machine busy {row.machine_busy:.0%}",
+                    flush=True,
+                )
+            for sleep_s in sweep_sleeps:
+                w = max(worker_counts)
+                row = measure(
+                    backend, workers=w, trials=w * args.trials_per_worker, sleep_s=sleep_s, **common
+                )
+                sweep.append(row)
+                print(
+                    f"{backend}: {w:2d} workers x {sleep_s:g} s trials: efficiency "
+                    f"{row.efficiency:.3f}, machine busy {row.machine_busy:.0%}",
                     flush=True,
                 )
     load_after = tuple(round(x, 2) for x in os.getloadavg())
-    text = render(rows, overhead, args, (load_before, load_after))
+    text = render(rows, sweep, overhead, args, (load_before, load_after))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(text)
