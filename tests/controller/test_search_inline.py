@@ -127,3 +127,21 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_search_goes_on(
     assert failed[0].user_attrs[attrs.FAIL_KIND] == attrs.FAIL_KIND_TRIAL
     assert "nan" in failed[0].user_attrs[attrs.FAIL_REASON].lower()
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+
+
+def test_a_trial_enqueued_before_continuing_is_run_not_skipped(quick_search, storage_url):
+    # The controller creates trials directly when its snapshot holds no WAITING trial; one that is
+    # queued must still be popped and run (with exactly the queued parameters), not left WAITING.
+    what, how, where = quick_search(trials=1)
+    run_search(what, how, where)
+    study = _load(storage_url)
+    queued = dict(study.trials[0].params)
+    study.enqueue_trial(queued, user_attrs={"queued_by": "test"})
+
+    more = HowToSearch(trials=2, study=how.study, sampler=how.sampler, pruner=how.pruner)
+    summary = run_search(what, more, where)
+    assert summary.trials_run_now == 1
+    trials = _load(storage_url).get_trials()
+    assert len(trials) == 2
+    assert trials[1].params == queued and trials[1].user_attrs["queued_by"] == "test"
+    assert trials[1].state.is_finished()
