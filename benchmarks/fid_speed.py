@@ -113,6 +113,36 @@ def torchmetrics_fid(weights_path: str, device: torch.device) -> Any:
     ).to(device)
 
 
+def in_chunks(fn: Callable[[torch.Tensor], Any], size: int) -> Callable[[torch.Tensor], Any]:
+    """``fn`` applied to consecutive chunks of ``size`` images (a tool run with a smaller batch size)."""
+
+    def run(batch: torch.Tensor) -> Any:
+        return [fn(part) for part in torch.split(batch, size)]
+
+    return run
+
+
+def statistics_seconds(n: int, dim: int = 2048) -> tuple[float, float, float]:
+    """Seconds from two (n, dim) feature sets to FID: torch-fidelity's statistics + scipy ``sqrtm``
+    path against ours (float64 statistics, eigen-decomposition). Also returns the FID rel. difference."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    gen = torch.Generator().manual_seed(n)
+    # Non-negative, correlated features like Inception's pool3 (ReLU outputs of a linear mix).
+    mix = torch.randn(dim, dim, generator=gen) / dim**0.5
+    f1 = torch.relu(torch.randn(n, dim, generator=gen) @ mix)
+    f2 = torch.relu(torch.randn(n, dim, generator=gen) @ mix + 0.05)
+    start = time.perf_counter()
+    ref = fid_statistics_to_metric(
+        fid_features_to_statistics(f1), fid_features_to_statistics(f2), verbose=False
+    )["frechet_inception_distance"]
+    t_ref = time.perf_counter() - start
+    start = time.perf_counter()
+    ours = metrics.frechet_distance_from_features(f1, f2)
+    t_ours = time.perf_counter() - start
+    return t_ref, t_ours, abs(ours - ref) / abs(ref)
+
+
 def run_all(fn: Callable[[torch.Tensor], Any], images: torch.Tensor, batch_size: int) -> float:
     """Seconds to push ``images`` through ``fn`` in batches."""
     start = time.perf_counter()
@@ -221,6 +251,8 @@ def main() -> None:
     parser.add_argument("--batch-sweep", type=int, nargs="*", default=[], help="batch sizes for a sweep of ours")
     parser.add_argument("--cache-sizes", type=int, nargs=2, metavar=("REAL", "FAKE"),
                         help="reference and generated counts for the cache measurement (default N N)")
+    parser.add_argument("--derived-sizes", type=int, nargs="*", default=[2000, 10000],
+                        help="N for the seconds-per-FID table from measured statistics time + images/s")
     parser.add_argument("--fid-torchmetrics", action="store_true", help="also time torchmetrics per FID")
     parser.add_argument("--no-torchmetrics", action="store_true")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "fid_speed.md"))
@@ -251,7 +283,10 @@ def main() -> None:
     assert ours.variant == "fast+onednn" or device.type != "cpu", ours.variant
     plain = metrics.InceptionFeatureExtractor(weights, device=device, onednn=False)
     tf_run = torch_fidelity_extractor(weights.path, device)
-    variants: dict[str, Callable[[torch.Tensor], Any]] = {"torch-fidelity 0.4.0 (its own forward)": tf_run}
+    variants: dict[str, Callable[[torch.Tensor], Any]] = {
+        f"torch-fidelity 0.4.0 (its own forward), batch {args.batch_size} (its default)": tf_run,
+        "torch-fidelity 0.4.0, batch 8 (its fastest batch size here)": in_chunks(tf_run, 8),
+    }
     if use_torchmetrics:
         import torchmetrics
 
@@ -262,13 +297,16 @@ def main() -> None:
     variants["ours, onednn=False: BN folded + channels-last + separable resize"] = plain.features
     if args.jit:
         variants["ours + torch.jit.freeze + optimize_for_inference"] = jit_frozen(plain)
-    variants["**ours, default**: + fused prepacked oneDNN conv+ReLU"] = ours.features
+    whole = metrics.InceptionFeatureExtractor(weights, device=device, micro_batch=0)
+    variants["ours, micro_batch=0: + fused prepacked oneDNN conv+ReLU, whole batch"] = whole.features
+    variants["**ours, default**: + micro-batches of 8, one per core"] = ours.features
     compile_note = ""
     if args.compile:
         compiled = metrics.InceptionFeatureExtractor(weights, device=device, compile=True)
         _, compile_s = timed(lambda: compiled.features(images[: args.batch_size]))
         compile_note = f" (first call {compile_s:.0f} s incl. compile, excluded)"
         variants["ours, compile=True: torch.compile inductor, freezing" + compile_note] = compiled.features
+    medians: dict[int, dict[str, float]] = {}
     thread_counts = [torch.get_num_threads()] + ([1] if torch.get_num_threads() > 1 and not args.quick else [])
     emit(
         f"### Feature extraction ({n_throughput} images 32x32 -> 299x299, batch {args.batch_size}, {device}; "
@@ -278,17 +316,22 @@ def main() -> None:
     for threads in thread_counts:
         torch.set_num_threads(threads)
         # At 1 thread only the reference and our default (the fairness check the ratio needs).
-        chosen = variants if threads == thread_counts[0] else {k: v for k, v in variants.items() if "torch-fidelity" in k or "default" in k}
+        chosen = variants if threads == thread_counts[0] else {k: v for k, v in variants.items() if "torch-fidelity" in k or k.startswith("**ours, default**")}
+        tf_names = [k for k in chosen if "torch-fidelity" in k]
         load = os.getloadavg()[0]
         rates = interleaved_rates(chosen, images, args.batch_size, args.repeats)
-        base = statistics.median(rates[next(iter(chosen))])
+        base, best_tf = (statistics.median(rates[k]) for k in tf_names)
+        medians[threads] = {name: statistics.median(values) for name, values in rates.items()}
         emit(f"torch.set_num_threads({threads}), load average at start {load:.2f}:")
         emit()
-        emit("| implementation | images/s (median) | runs | vs torch-fidelity |")
-        emit("|---|---:|---|---:|")
+        emit("| implementation | images/s (median) | runs | vs torch-fidelity default | vs torch-fidelity batch 8 |")
+        emit("|---|---:|---|---:|---:|")
         for name, values in rates.items():
             med = statistics.median(values)
-            emit(f"| {name} | {med:.2f} | {', '.join(f'{v:.2f}' for v in values)} | {med / base:.2f}x |")
+            emit(
+                f"| {name} | {med:.2f} | {', '.join(f'{v:.2f}' for v in values)} | {med / base:.2f}x "
+                f"| {med / best_tf:.2f}x |"
+            )
         emit()
     torch.set_num_threads(thread_counts[0])
 
@@ -323,6 +366,37 @@ def main() -> None:
         rel = abs(our_fid - ref_fid) / abs(ref_fid)
         emit(
             f"| {n} | {t_tf:.1f} | {t_tm:.1f} | {t_ours:.1f} | {ref_fid:.6f} | {our_fid:.6f} | {rel:.1e} | {tm_fid:.6f} |"
+        )
+    emit()
+
+    # ---- 2b. 2k / 10k samples: measured statistics time + extraction at the measured images/s
+    rates_now = medians[thread_counts[0]]
+    tf_default_rate, tf_best_rate = (v for k, v in rates_now.items() if "torch-fidelity" in k)
+    our_rate = next(v for k, v in rates_now.items() if k.startswith("**ours, default**"))
+    emit(
+        f"### Seconds per FID at 2k and 10k samples ({device}, {thread_counts[0]} threads): "
+        "statistics measured, extraction from the images/s above"
+    )
+    emit()
+    emit(
+        "Two sets of N images each, no cache: 2N images through the network at the median images/s "
+        "measured above, plus the *measured* time from two (N, 2048) feature sets to the FID "
+        "(torch-fidelity: its statistics + scipy `sqrtm`; ours: float64 statistics + eigendecomposition)."
+    )
+    emit()
+    emit(
+        "| N | statistics s, torch-fidelity | statistics s, ours | FID rel. diff | "
+        "total s, torch-fidelity (batch 64 / batch 8) | total s, ours | speed-up |"
+    )
+    emit("|---:|---:|---:|---:|---:|---:|---:|")
+    for n in args.derived_sizes:
+        t_ref, t_ours_stats, rel = statistics_seconds(n)
+        tf_total = 2 * n / tf_default_rate + t_ref
+        tf_best_total = 2 * n / tf_best_rate + t_ref
+        ours_total = 2 * n / our_rate + t_ours_stats
+        emit(
+            f"| {n} | {t_ref:.1f} | {t_ours_stats:.1f} | {rel:.1e} | {tf_total:.0f} / {tf_best_total:.0f} "
+            f"| {ours_total:.0f} | {tf_total / ours_total:.2f}x / {tf_best_total / ours_total:.2f}x |"
         )
     emit()
 
