@@ -10,6 +10,7 @@ killed controller is continued by running the same command again.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 import warnings
@@ -256,8 +257,13 @@ def _write_dispatch(
     user_attrs: dict[str, Any],
     *,
     heartbeat: bool = False,
+    known_attrs: frozenset[str] | None = None,
 ) -> None:
     """Write a trial's sampled parameters and attributes in one transaction (all or nothing).
+
+    ``known_attrs``: the user attributes the trial already has (``None``: unknown). An attribute not
+    among them is inserted as a plain row; Optuna's upsert re-reads the trial row for each one, which
+    was two thirds of this transaction's time in the 16-worker profile.
 
     ``heartbeat=True`` records the trial's first heartbeat in the same transaction (one commit
     fewer per trial than ``record_heartbeat``); the trial must not have one yet.
@@ -298,9 +304,16 @@ def _write_dispatch(
                     )
                 )
             for key, value in user_attrs.items():
-                rdb._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, trial_id, key, value
-                )
+                if known_attrs is not None and key not in known_attrs:
+                    session.add(
+                        models.TrialUserAttributeModel(
+                            trial_id=trial_id, key=key, value_json=json.dumps(value)
+                        )
+                    )
+                else:
+                    rdb._set_trial_attr_without_commit(
+                        session, models.TrialUserAttributeModel, trial_id, key, value
+                    )
             if heartbeat:
                 session.add(models.TrialHeartbeatModel(trial_id=trial_id))
     except sqlalchemy.exc.IntegrityError:
@@ -496,7 +509,15 @@ class _Loop:
             user_attrs[attrs.ATTEMPT] = 1
         # The first heartbeat goes with the dispatch: until its worker starts, the controller keeps
         # the trial alive.
-        _db(_write_dispatch, self.storage, trial._trial_id, buffer.params, user_attrs, heartbeat=True)
+        _db(
+            _write_dispatch,
+            self.storage,
+            trial._trial_id,
+            buffer.params,
+            user_attrs,
+            heartbeat=True,
+            known_attrs=frozenset(trial.user_attrs),
+        )
         self._beaten[trial._trial_id] = time.monotonic()
         job = self.make_job(trial._trial_id, trial.number, arch.to_json_dict())
         self.executor.submit(job, self.reference)
