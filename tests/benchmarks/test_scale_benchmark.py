@@ -1,0 +1,46 @@
+"""The controller scale benchmark still runs end to end and writes a table that parses (a smoke run:
+tiny trial counts on SQLite; its numbers are not checked against the goals here, see
+benchmarks/results/scale.md for a measured run)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_scale_benchmark_runs_and_reports_every_configuration(tmp_path: Path) -> None:
+    out = tmp_path / "scale.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "scale.py"),
+            "--backends", "sqlite",
+            "--workers", "1,2",
+            "--sleep", "0.05",
+            "--trials-per-worker", "2",
+            "--overhead-trials", "3",
+            "--sweep-sleeps", "0.1",
+            "--out", str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    overhead = re.search(r"^\| sqlite \| 3 \| ([\d.]+) \| ([\d.]+) \| (yes|NO) \|$", text, re.M)
+    assert overhead, text
+    assert 0 < float(overhead.group(1)) <= float(overhead.group(2))
+    rows = re.findall(
+        r"^\| sqlite \| (\d+) \| ([\d.]+) \| (\d+) \| [\d.]+ \| [\d.]+ \| ([\d.]+) \| [\d.]+ \| (\d+)% \|$", text, re.M
+    )
+    # (workers, sleep, trials): the two worker counts at 0.05 s, then the sweep at the largest count.
+    assert [(w, s, n) for w, s, n, _, _ in rows] == [("1", "0.05", "2"), ("2", "0.05", "4"), ("2", "0.1", "4")]
+    for *_, efficiency, busy in rows:
+        assert 0 < float(efficiency) <= 1.0
+        assert 0 <= int(busy) <= 100
