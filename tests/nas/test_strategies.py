@@ -98,10 +98,27 @@ def test_tpe_is_multivariate_grouped_and_constant_liar() -> None:
     assert sampler._multivariate is True
     assert sampler._group is True
     assert sampler._constant_liar is True
-    assert sampler._n_startup_trials == 10
-    shorter = make_sampler("tpe", seed=0, n_startup_trials=5)
-    assert isinstance(shorter, TPESampler)
-    assert shorter._n_startup_trials == 5
+    assert sampler._n_startup_trials == 5  # DEFAULT_TPE_STARTUP_TRIALS, not Optuna's 10
+    longer = make_sampler("tpe", seed=0, n_startup_trials=10)
+    assert isinstance(longer, TPESampler)
+    assert longer._n_startup_trials == 10
+
+
+def test_tpe_models_from_its_sixth_trial() -> None:
+    # The first five trials are random draws (the same as random search with the same seed);
+    # from the sixth on TPE proposes near the best trial so far.
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+
+    def run(name: str) -> list[float]:
+        study = optuna.create_study(sampler=make_sampler(name, seed=3))
+        for _ in range(8):
+            trial = study.ask(space)
+            study.tell(trial, abs(trial.params["x"] - 0.5))
+        return [t.params["x"] for t in study.trials]
+
+    tpe, rnd = run("tpe"), run("random")
+    assert tpe[:5] == rnd[:5]
+    assert tpe[5:] != rnd[5:]
 
 
 def test_population_sizes_follow_startup_trials() -> None:
