@@ -59,6 +59,9 @@ def _trial_task(job: TrialJob, reference: Any) -> dict[str, Any]:
 class InlineExecutor:
     """Runs each trial to its end inside :meth:`wait`, one at a time, in this process."""
 
+    concurrent = False
+    """Trials run one after another, whatever the number of workers."""
+
     def __init__(self) -> None:
         self._queue: list[tuple[TrialJob, Any]] = []
 

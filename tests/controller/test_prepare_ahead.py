@@ -1,0 +1,99 @@
+"""With several concurrent workers the controller keeps one trial prepared (asked, sampled and
+written) while every worker is busy, and hands it to the next worker that frees up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas import attrs
+from nas.controller import SearchInterrupted, run_search
+from nas.executors import Finished
+
+
+class _InstantExecutor:
+    """Concurrent executor whose trials finish, one per wait(), in submission order; it records
+    how many trials the study holds (in any state) each time the controller waits."""
+
+    def __init__(self, storage_url: str, *, interrupt_on_wait: int | None = None) -> None:
+        from storage import open_storage
+
+        self._storage = open_storage(storage_url)
+        self._queue: list[Any] = []
+        self._waits = 0
+        self._interrupt_on_wait = interrupt_on_wait
+        self.trials_at_wait: list[int] = []
+        self.submitted: list[int] = []
+        self._study_id: int | None = None
+
+    def compute_reference(self, spec: Any, device: str | None) -> Any:
+        return None
+
+    def submit(self, job: Any, reference: Any) -> None:
+        self._study_id = self._storage.get_study_id_from_name(job.study_name)
+        self.submitted.append(job.trial_number)
+        self._queue.append(job)
+
+    def wait(self, timeout: float) -> list[Finished]:
+        self._waits += 1
+        if self._waits == self._interrupt_on_wait:
+            raise KeyboardInterrupt
+        if not self._queue:
+            return []
+        self.trials_at_wait.append(len(self._storage.get_all_trials(self._study_id, deepcopy=False)))
+        job = self._queue.pop(0)
+        value = 10.0 + job.trial_number
+        self._storage.set_trial_user_attr(job.trial_id, attrs.FID, value)
+        self._storage.set_trial_state_values(job.trial_id, state=TrialState.COMPLETE, values=[value])
+        return [Finished(job, {"state": "COMPLETE", "fid": value, "worker": "test"}, None)]
+
+    def running(self) -> list[Any]:
+        return list(self._queue)
+
+    def cancel_all(self) -> list[Any]:
+        jobs, self._queue = self._queue, []
+        return jobs
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_one_trial_is_prepared_ahead_and_the_target_is_exact(quick_search, storage_url):
+    what, how, where = quick_search(trials=7, workers=2)
+    executor = _InstantExecutor(storage_url)
+    summary = run_search(what, how, where, executor=executor)
+
+    assert summary.finished == 7 and summary.trials_run_now == 7
+    trials = optuna.load_study(study_name=how.study, storage=storage_url).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 7  # nothing extra, nothing left
+    assert sorted(executor.submitted) == list(range(7))
+    # While trial k runs, trial k+2 already exists (prepared ahead) when two workers are busy:
+    # the first wait sees trials 0 and 1 running and 2 prepared, and never more than that.
+    assert executor.trials_at_wait[0] == 3
+    assert all(n <= k + 3 for k, n in enumerate(executor.trials_at_wait)), executor.trials_at_wait
+    for t in trials:
+        assert attrs.ARCH in t.user_attrs
+
+
+def test_ctrl_c_fails_the_prepared_trial_too(quick_search, storage_url):
+    what, how, where = quick_search(trials=6, workers=2)
+    # First wait: both workers busy and one trial prepared ahead; the user presses Ctrl-C.
+    executor = _InstantExecutor(storage_url, interrupt_on_wait=1)
+    with pytest.raises(SearchInterrupted):
+        run_search(what, how, where, executor=executor)
+
+    trials = optuna.load_study(study_name=how.study, storage=storage_url).get_trials()
+    assert len(trials) == 3  # two submitted + one prepared
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3
+    assert {t.user_attrs[attrs.STATUS] for t in trials} == {"interrupted"}
+
+
+def test_a_sequential_search_does_not_sample_ahead(quick_search, storage_url):
+    # One worker: trial n+1 must be sampled after trial n has finished (TPE sees every result).
+    what, how, where = quick_search(trials=3, workers=1)
+    executor = _InstantExecutor(storage_url)
+    run_search(what, how, where, executor=executor)
+    assert executor.trials_at_wait == [1, 2, 3]
