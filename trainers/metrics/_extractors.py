@@ -116,7 +116,7 @@ class InceptionFeatureExtractor:
     uses.
 
     On the CPU the fast paths split every call into micro-batches of ``micro_batch`` images (default
-    8) and run them one per core (:class:`~trainers.metrics._micro_batches.MicroBatchRunner`: small
+    4, the fastest of 4/8/16 on the 2-core benchmark machine) and run them one per core (:class:`~trainers.metrics._micro_batches.MicroBatchRunner`: small
     batches stay in cache, and whole micro-batches on separate cores avoid a barrier per op); the
     caller's batch size then only bounds memory. ``micro_batch=0`` turns this off. On CUDA batches run
     whole. ``batch_size_hint`` is the batch size oneDNN tunes the packed weights for (any size works;
@@ -131,7 +131,7 @@ class InceptionFeatureExtractor:
         fast: bool = True,
         onednn: bool | None = None,
         compile: bool = False,  # noqa: A002 - mirrors torch.compile, the thing it switches on
-        micro_batch: int = 8,
+        micro_batch: int = 4,
         batch_size_hint: int | None = None,
     ) -> None:
         self._weights = weights

@@ -4,7 +4,8 @@ Two measurements on the 2-core benchmark machine (``benchmarks/results/fid_speed
 
 * **Small batches are faster on the CPU.** Inception's early activations are large (64 channels at
   147x147 is 5.5 MB per image): at batch 64 every layer streams hundreds of MB through memory, at
-  batch 8 much of it stays in cache. One torch thread: 7.4 images/s at batch 8 against 6.0 at batch 64.
+  batch 4-8 much of it stays in cache. One torch thread: 7.4 images/s at batch 8 against 6.0 at batch 64;
+  two threads, one micro-batch per core: 15.3 images/s at 4, 14.5 at 8, 13.6 at 16.
 * **One micro-batch per core beats splitting every op across cores.** Intra-op parallelism puts a
   barrier after each of Inception's ~200 ops; when a core is shared with anything else (a Ray worker,
   the training loop, another trial), every barrier waits for the slowest thread. Running whole
