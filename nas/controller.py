@@ -276,11 +276,10 @@ def _write_dispatch(
     storage (or an Optuna without those helpers) gets one call per value instead. Retrying after a
     commit whose reply was lost finds the rows already there, which counts as done.
     """
-    rdb = storage
-    while not isinstance(rdb, optuna.storages.RDBStorage) and hasattr(rdb, "_backend"):
-        rdb = rdb._backend
-    helpers = ("_set_trial_attr_without_commit", "check_trial_is_updatable", "scoped_session")
-    if not isinstance(rdb, optuna.storages.RDBStorage) or not all(hasattr(rdb, h) for h in helpers):
+    from storage.rdb_rows import rdb_backend
+
+    rdb = rdb_backend(storage)
+    if rdb is None:
         for name, value, distribution in params:
             storage.set_trial_param(trial_id, name, value, distribution)
         for key, value in user_attrs.items():

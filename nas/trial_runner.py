@@ -147,10 +147,10 @@ def _set_user_attrs(storage: Any, trial_id: int, values: Mapping[str, Any]) -> N
     attribute instead.
     """
     from storage import call_with_retries
+    from storage.rdb_rows import rdb_backend
 
-    rdb = storage
-    helpers = ("_set_trial_attr_without_commit", "scoped_session")
-    if not isinstance(rdb, optuna.storages.RDBStorage) or not all(hasattr(rdb, h) for h in helpers):
+    rdb = rdb_backend(storage)
+    if rdb is None:
         for key, value in values.items():
             call_with_retries(storage.set_trial_user_attr, trial_id, key, value)
         return
