@@ -223,15 +223,26 @@ def run_search(
             max_retries=how.max_retries,
             poll=min(where.heartbeat_interval, 2.0),
             beat_every=float(where.heartbeat_interval),
-            # One trial sampled ahead is one more in flight for the sampler (constant liar); that
-            # is noise next to the other workers' trials, but a sequential search (one worker, or
-            # an executor that runs trials one by one) would sample every trial one result late.
-            prepare_ahead=where.workers > 1 and getattr(executor, "concurrent", True),
+            prepare_ahead=(
+                trials_prepared_ahead(where.workers) if getattr(executor, "concurrent", True) else 0
+            ),
         )
         trials_now = loop.run()
     finally:
         executor.shutdown()
     return _summary(study, url, target, started, trials_now, redact_url)
+
+
+def trials_prepared_ahead(workers: int) -> int:
+    """How many trials the controller keeps prepared while all ``workers`` are busy.
+
+    A quarter of the workers (at most 8): enough that several trials ending together each get
+    the next one at once (16 workers x 1 s trials end every ~60 ms, and a trial takes ~15-20 ms to
+    prepare). Each is one more trial in flight for the sampler (constant liar), noise next to the
+    running ones. A sequential search (one worker, or an executor that runs trials one by one)
+    gets none: it would sample every trial one result late.
+    """
+    return 0 if workers <= 1 else min(8, max(1, workers // 4))
 
 
 class _ParamBuffer:
@@ -325,15 +336,42 @@ def _write_dispatch(
             raise
 
 
-def _create_trial(study: optuna.Study) -> optuna.Trial:
-    """What ``study.ask()`` does when no WAITING trial is queued: a new RUNNING trial."""
+def _forget_sampler_cache(study: optuna.Study) -> None:
     # ask() drops the study's per-thread trial cache so the sampler sees the latest trials; keep
     # that (the attribute is Optuna's; without it the sampler would read a stale list).
     thread_local = getattr(study, "_thread_local", None)
     if thread_local is not None and hasattr(thread_local, "cached_all_trials"):
         thread_local.cached_all_trials = None
+
+
+def _create_trial(study: optuna.Study) -> optuna.Trial:
+    """What ``study.ask()`` does when no WAITING trial is queued: a new RUNNING trial."""
+    _forget_sampler_cache(study)
     trial_id = study._storage.create_new_trial(study._study_id)
     return optuna.Trial(study, trial_id)
+
+
+def _create_trials(study: optuna.Study, n: int) -> list[int]:
+    """The ids of ``n`` new RUNNING trials, created in one transaction (in number order).
+
+    Filling 16 free workers created 16 trials one commit at a time (~6 ms each), and the last
+    worker started that much later. This uses Optuna's own row helper, under the same lock of
+    the study row that ``create_new_trial`` takes, so trial numbers stay consecutive and unique.
+    Another storage (or an Optuna without the helper) gets one ``create_new_trial`` per trial.
+    """
+    from storage.rdb_rows import rdb_backend
+
+    rdb = rdb_backend(study._storage)
+    if rdb is None or not hasattr(rdb, "_get_prepared_new_trial") or n == 1:
+        return [study._storage.create_new_trial(study._study_id) for _ in range(n)]
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(rdb.scoped_session) as session:
+        models.StudyModel.find_or_raise_by_id(study._study_id, session, for_update=True)
+        rows = [rdb._get_prepared_new_trial(study._study_id, None, session) for _ in range(n)]
+        ids = [row.trial_id for row in rows]
+    return ids
 
 
 def _has_gpu() -> bool:
@@ -391,15 +429,18 @@ class _Loop:
     """Trials this controller enqueued a retry of (a turn launches several from one snapshot)."""
     _beaten: dict[int, float] = field(default_factory=dict)
     """When the controller last recorded each of its running trials' heartbeat (monotonic)."""
-    prepare_ahead: bool = False
-    """Keep one trial asked, sampled and written while every worker is busy (see :meth:`run`)."""
-    _ready: TrialJob | None = None
-    """The trial prepared ahead: RUNNING in the study, heartbeat kept, not yet submitted."""
+    prepare_ahead: int = 0
+    """How many trials to keep asked, sampled and written while every worker is busy (see
+    :meth:`run`); 0 for a sequential search."""
+    _ready: list[TrialJob] = field(default_factory=list)
+    """Trials prepared ahead: RUNNING in the study, heartbeat kept, not yet submitted."""
+    _fresh: list[int] = field(default_factory=list)
+    """Ids of trials created for this turn's free workers and not prepared yet."""
 
     def _ours(self) -> set[int]:
         ids = {job.trial_id for job in self.executor.running()}
-        if self._ready is not None:
-            ids.add(self._ready.trial_id)
+        ids.update(job.trial_id for job in self._ready)
+        ids.update(self._fresh)
         return ids
 
     def run(self) -> int:
@@ -424,35 +465,67 @@ class _Loop:
                 if finished >= self.target and not ours and not foreign:
                     return launched
                 launched += self._submit_ready()
+                self._fresh = self._create_for_free_workers(
+                    trials, finished + len(ours) + len(foreign)
+                )
                 while (
                     len(self.executor.running()) < self.workers
                     and finished + len(self._ours()) + len(foreign) < self.target
                 ):
-                    job = self._prepare(trials)
+                    job = self._prepare(trials, self._fresh)
                     if job is None:  # the trial could not even be built: already told
                         finished += 1
                         continue
                     self._submit(job)
                     launched += 1
-                # With every worker busy, prepare the next trial now, so that a worker that frees
-                # up gets it at once instead of after a snapshot, an ask, sampling and a commit
+                # With every worker busy, prepare the next trials now, so that a worker that frees
+                # up gets one at once instead of after a snapshot, an ask, sampling and a commit
                 # (~30 ms here, 5 % of a 1-second trial; benchmarks/results/scale.md).
-                if (
-                    self.prepare_ahead
-                    and self._ready is None
+                done: list[Finished] = []
+                while (
+                    len(self._ready) < self.prepare_ahead
                     and finished + len(self._ours()) + len(foreign) < self.target
                 ):
-                    self._ready = self._prepare(trials)
-                for done in self.executor.wait(timeout=self.poll):
-                    self._handle(done)
-                    launched += self._submit_ready()
-                _db(self._beat_due, list(self._ours()))
+                    job = self._prepare(trials)
+                    if job is None:
+                        finished += 1
+                        continue
+                    self._ready.append(job)
+                    # A worker that freed up while this trial was prepared gets a trial now, not
+                    # after the rest of the turn. Its end changes the counts, so the turn ends.
+                    done = self.executor.wait(timeout=0)
+                    if done:
+                        break
+                if not done:
+                    done = self.executor.wait(timeout=self.poll)
+                while True:
+                    launched += self._finish(done)
+                    _db(self._beat_due, list(self._ours()))
+                    if not self._hand_over_without_snapshot(done, scanned):
+                        break
+                    done = self.executor.wait(timeout=self.poll)
         except KeyboardInterrupt:
             self._interrupt()
             raise SearchInterrupted(
                 "interrupted: running trials were stopped and marked FAIL (interrupted); "
                 "the study is consistent. Run the same command again to continue it"
             ) from None
+
+    def _hand_over_without_snapshot(self, done: list[Finished], scanned: float) -> bool:
+        """Whether to keep waiting for workers to free up without starting a new turn.
+
+        A turn starts with a snapshot of the study (~18 ms with 16 workers, as long as preparing
+        a trial; benchmarks/results/scale.md). Handing out prepared trials needs none: they were
+        counted against the target when they were prepared. So the loop starts a turn only when
+        half of the prepared trials are gone, when the wait timed out, when a worker was lost (its
+        trial needs a retry) or when a stale-trial scan is due.
+        """
+        return (
+            bool(done)
+            and all(d.error is None for d in done)
+            and len(self._ready) > self.prepare_ahead // 2
+            and time.monotonic() - scanned < self.beat_every
+        )
 
     def _beat_due(self, trial_ids: list[int]) -> None:
         """Beat the trials whose last beat from here is one heartbeat interval old.
@@ -466,6 +539,23 @@ class _Loop:
             if now - last >= self.beat_every:
                 self.storage.record_heartbeat(trial_id)
                 self._beaten[trial_id] = time.monotonic()
+
+    def _create_for_free_workers(
+        self, trials: list[optuna.trial.FrozenTrial], counted: int
+    ) -> list[int]:
+        """New trials for this turn's free workers, created at once (see :func:`_create_trials`).
+
+        Empty when fewer than two are needed, or when a trial is queued or due for a retry: those
+        go through ``study.ask()``, which pops the queue. Every trial created here is prepared in
+        this turn (each free worker takes one), so none is left without an architecture.
+        """
+        wanted = min(self.workers - len(self.executor.running()), self.target - counted)
+        if wanted < 2 or any(t.state == TrialState.WAITING for t in trials):
+            return []
+        if next_retry(trials, max_retries=self.max_retries, retried=self._retried) is not None:
+            return []
+        _forget_sampler_cache(self.study)
+        return _db(_create_trials, self.study, wanted)
 
     def _ask(self, *, waiting: bool) -> optuna.Trial:
         """A new RUNNING trial, through database outages: ``study.ask()``, or a direct create.
@@ -494,17 +584,27 @@ class _Loop:
         log.info("trial %d dispatched", job.trial_number)
 
     def _submit_ready(self) -> int:
-        """Hand the prepared trial to a worker that has become free; 1 if it was submitted."""
-        if self._ready is None or len(self.executor.running()) >= self.workers:
-            return 0
-        job, self._ready = self._ready, None
-        self._submit(job)
-        return 1
+        """Hand prepared trials to workers that have become free; how many were submitted."""
+        submitted = 0
+        while self._ready and len(self.executor.running()) < self.workers:
+            self._submit(self._ready.pop(0))
+            submitted += 1
+        return submitted
 
-    def _prepare(self, trials: list[optuna.trial.FrozenTrial]) -> TrialJob | None:
+    def _finish(self, done: list[Finished]) -> int:
+        """Record trials whose worker returned, then hand prepared trials to the freed workers."""
+        for finished in done:
+            self._handle(finished)
+        return self._submit_ready()
+
+    def _prepare(
+        self, trials: list[optuna.trial.FrozenTrial], fresh: list[int] | None = None
+    ) -> TrialJob | None:
         """Ask a trial, sample its architecture and write both (one commit): ready to submit.
 
-        ``None`` when the sampled architecture is invalid; the trial is then already told FAIL.
+        ``fresh``: ids of trials already created for this turn; the first is taken instead of
+        asking. ``None`` when the sampled architecture is invalid; the trial is then already told
+        FAIL.
         """
         # ``trials`` is this turn's snapshot: retries enqueued since are not in it yet.
         retry = next_retry(trials, max_retries=self.max_retries, retried=self._retried)
@@ -522,7 +622,11 @@ class _Loop:
             self.progress.on_message(
                 f"retrying the architecture of trial {retry.number} (attempt {attempt})"
             )
-        trial = self._ask(waiting=waiting)
+        if fresh and not waiting:
+            trial = _db(optuna.Trial, self.study, fresh[0])
+            fresh.pop(0)
+        else:
+            trial = self._ask(waiting=waiting)
         buffer = _ParamBuffer(trial.storage)
         trial.storage = buffer  # parameter writes wait for _write_dispatch (one commit, not N)
         try:
@@ -586,11 +690,12 @@ class _Loop:
             self.progress.on_message(f"trial {number} FAIL, {reason}; it will be retried")
 
     def _interrupt(self) -> None:
-        ready, self._ready = self._ready, None
-        for job in [*self.executor.cancel_all(), *([ready] if ready is not None else [])]:
+        ready, self._ready = self._ready, []
+        fresh, self._fresh = self._fresh, []
+        for trial_id in [job.trial_id for job in [*self.executor.cancel_all(), *ready]] + fresh:
             fail_trial(
                 self.storage,
-                job.trial_id,
+                trial_id,
                 kind=attrs.FAIL_KIND_INFRA,
                 status="interrupted",
                 reason="interrupted by the user (Ctrl-C); retried when the search continues",

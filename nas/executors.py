@@ -166,7 +166,11 @@ class RayExecutor:
     def wait(self, timeout: float) -> list[Finished]:
         if not self._pending:
             return []
-        done, _ = self._ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+        done, rest = self._ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+        if done and rest:
+            # Trials that ended together are all handed back in one turn of the controller.
+            more, _ = self._ray.wait(rest, num_returns=len(rest), timeout=0)
+            done += more
         finished = []
         for ref in done:
             job = self._pending.pop(ref)

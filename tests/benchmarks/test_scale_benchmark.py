@@ -24,6 +24,8 @@ def test_scale_benchmark_runs_and_reports_every_configuration(tmp_path: Path) ->
             "--trials-per-worker", "2",
             "--overhead-trials", "3",
             "--sweep-sleeps", "0.1",
+            "--sweep-trials-per-worker", "3",
+            "--repeats", "2",
             "--out", str(out),
         ],
         capture_output=True,
@@ -37,10 +39,17 @@ def test_scale_benchmark_runs_and_reports_every_configuration(tmp_path: Path) ->
     assert overhead, text
     assert 0 < float(overhead.group(1)) <= float(overhead.group(2))
     rows = re.findall(
-        r"^\| sqlite \| (\d+) \| ([\d.]+) \| (\d+) \| [\d.]+ \| [\d.]+ \| ([\d.]+) \| [\d.]+ \| (\d+)% \|$", text, re.M
+        r"^\| sqlite \| (\d+) \| ([\d.]+) \| (\d+) \| [\d.]+ \| [\d.]+ \| ([\d.]+) \| [\d.]+ \| (\d+)% \| ([\d., ]*) \|$", text, re.M
     )
-    # (workers, sleep, trials): the two worker counts at 0.05 s, then the sweep at the largest count.
-    assert [(w, s, n) for w, s, n, _, _ in rows] == [("1", "0.05", "2"), ("2", "0.05", "4"), ("2", "0.1", "4")]
-    for *_, efficiency, busy in rows:
+    # (workers, sleep, trials): the two worker counts at 0.05 s, the longer search (3 trials per
+    # worker), then the trial-length sweep at the largest count.
+    assert [(w, s, n) for w, s, n, *_ in rows] == [
+        ("1", "0.05", "2"), ("2", "0.05", "4"), ("2", "0.05", "6"), ("2", "0.1", "4")
+    ]  # fmt: skip
+    for _, _, _, efficiency, busy, runs in rows[:3]:
         assert 0 < float(efficiency) <= 1.0
         assert 0 <= int(busy) <= 100
+        # Two runs each; the row is the lower of the two (the median of an even count).
+        assert [float(x) for x in runs.split(", ")][0] == float(efficiency)
+        assert len(runs.split(", ")) == 2
+    assert rows[3][5] == ""  # the sweep runs once

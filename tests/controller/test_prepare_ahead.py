@@ -1,5 +1,5 @@
-"""With several concurrent workers the controller keeps one trial prepared (asked, sampled and
-written) while every worker is busy, and hands it to the next worker that frees up."""
+"""With several concurrent workers the controller keeps trials prepared (asked, sampled and
+written) while every worker is busy, and hands them to the next workers that free up."""
 
 from __future__ import annotations
 
@@ -10,21 +10,29 @@ import pytest
 from optuna.trial import TrialState
 
 from nas import attrs
-from nas.controller import SearchInterrupted, run_search
+from nas.controller import SearchInterrupted, run_search, trials_prepared_ahead
 from nas.executors import Finished
 
 
 class _InstantExecutor:
     """Concurrent executor whose trials finish, one per wait(), in submission order; it records
-    how many trials the study holds (in any state) each time the controller waits."""
+    how many trials the study holds (in any state) each time a trial finishes.
+    ``finish_on_poll=False``: a wait with timeout 0 (a poll) finishes nothing."""
 
-    def __init__(self, storage_url: str, *, interrupt_on_wait: int | None = None) -> None:
+    def __init__(
+        self,
+        storage_url: str,
+        *,
+        interrupt_on_wait: int | None = None,
+        finish_on_poll: bool = True,
+    ) -> None:
         from storage import open_storage
 
         self._storage = open_storage(storage_url)
         self._queue: list[Any] = []
         self._waits = 0
         self._interrupt_on_wait = interrupt_on_wait
+        self._finish_on_poll = finish_on_poll
         self.trials_at_wait: list[int] = []
         self.submitted: list[int] = []
         self._study_id: int | None = None
@@ -41,7 +49,7 @@ class _InstantExecutor:
         self._waits += 1
         if self._waits == self._interrupt_on_wait:
             raise KeyboardInterrupt
-        if not self._queue:
+        if not self._queue or (timeout == 0 and not self._finish_on_poll):
             return []
         self.trials_at_wait.append(len(self._storage.get_all_trials(self._study_id, deepcopy=False)))
         job = self._queue.pop(0)
@@ -97,3 +105,29 @@ def test_a_sequential_search_does_not_sample_ahead(quick_search, storage_url):
     executor = _InstantExecutor(storage_url)
     run_search(what, how, where, executor=executor)
     assert executor.trials_at_wait == [1, 2, 3]
+
+
+def test_with_eight_workers_two_trials_are_prepared_and_the_target_is_exact(
+    quick_search, storage_url
+):
+    what, how, where = quick_search(trials=21, workers=8)
+    executor = _InstantExecutor(storage_url, finish_on_poll=False)
+    summary = run_search(what, how, where, executor=executor)
+
+    assert trials_prepared_ahead(8) == 2
+    assert summary.finished == 21 and summary.trials_run_now == 21
+    trials = optuna.load_study(study_name=how.study, storage=storage_url).get_trials()
+    assert [t.number for t in trials] == list(range(21))
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 21
+    assert sorted(executor.submitted) == list(range(21))
+    # Before the k-th trial ends, k trials have ended: the study never holds more than those, 8
+    # running and 2 prepared. The first turn fills the 8 workers (their trials created in one
+    # transaction) and prepares 2 more, so the first trial ends with exactly 10 in the study.
+    at_wait = executor.trials_at_wait
+    assert at_wait[0] == 10
+    assert all(n <= k + 8 + 2 for k, n in enumerate(at_wait)), at_wait
+    assert all(attrs.ARCH in t.user_attrs for t in trials)
+
+
+def test_prepared_ahead_is_a_quarter_of_the_workers_capped():
+    assert [trials_prepared_ahead(w) for w in (1, 2, 4, 8, 16, 64)] == [0, 1, 1, 2, 4, 8]
