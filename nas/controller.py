@@ -435,12 +435,13 @@ class _Loop:
     _ready: list[TrialJob] = field(default_factory=list)
     """Trials prepared ahead: RUNNING in the study, heartbeat kept, not yet submitted."""
     _fresh: list[int] = field(default_factory=list)
-    """Ids of trials created for this turn's free workers and not prepared yet."""
+    """Ids of trials created for this turn's free workers and not prepared yet. Not in
+    :meth:`_ours` (nor counted against the target) until prepared: the turn's fill loop runs until
+    it has prepared each of them."""
 
     def _ours(self) -> set[int]:
         ids = {job.trial_id for job in self.executor.running()}
         ids.update(job.trial_id for job in self._ready)
-        ids.update(self._fresh)
         return ids
 
     def run(self) -> int:

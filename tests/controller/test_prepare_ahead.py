@@ -16,8 +16,9 @@ from nas.executors import Finished
 
 class _InstantExecutor:
     """Concurrent executor whose trials finish, one per wait(), in submission order; it records
-    how many trials the study holds (in any state) each time a trial finishes.
-    ``finish_on_poll=False``: a wait with timeout 0 (a poll) finishes nothing."""
+    how many trials the study holds (in any state) each time trials finish.
+    ``finish_on_poll=False``: a wait with timeout 0 (a poll) finishes nothing.
+    ``finish_all=True``: every running trial finishes at each wait (they all end together)."""
 
     def __init__(
         self,
@@ -25,6 +26,7 @@ class _InstantExecutor:
         *,
         interrupt_on_wait: int | None = None,
         finish_on_poll: bool = True,
+        finish_all: bool = False,
     ) -> None:
         from storage import open_storage
 
@@ -33,6 +35,7 @@ class _InstantExecutor:
         self._waits = 0
         self._interrupt_on_wait = interrupt_on_wait
         self._finish_on_poll = finish_on_poll
+        self._finish_all = finish_all
         self.trials_at_wait: list[int] = []
         self.submitted: list[int] = []
         self._study_id: int | None = None
@@ -52,11 +55,17 @@ class _InstantExecutor:
         if not self._queue or (timeout == 0 and not self._finish_on_poll):
             return []
         self.trials_at_wait.append(len(self._storage.get_all_trials(self._study_id, deepcopy=False)))
-        job = self._queue.pop(0)
-        value = 10.0 + job.trial_number
-        self._storage.set_trial_user_attr(job.trial_id, attrs.FID, value)
-        self._storage.set_trial_state_values(job.trial_id, state=TrialState.COMPLETE, values=[value])
-        return [Finished(job, {"state": "COMPLETE", "fid": value, "worker": "test"}, None)]
+        ending = self._queue if self._finish_all else self._queue[:1]
+        self._queue = self._queue[len(ending):]
+        done = []
+        for job in ending:
+            value = 10.0 + job.trial_number
+            self._storage.set_trial_user_attr(job.trial_id, attrs.FID, value)
+            self._storage.set_trial_state_values(
+                job.trial_id, state=TrialState.COMPLETE, values=[value]
+            )
+            done.append(Finished(job, {"state": "COMPLETE", "fid": value, "worker": "test"}, None))
+        return done
 
     def running(self) -> list[Any]:
         return list(self._queue)
@@ -131,3 +140,19 @@ def test_with_eight_workers_two_trials_are_prepared_and_the_target_is_exact(
 
 def test_prepared_ahead_is_a_quarter_of_the_workers_capped():
     assert [trials_prepared_ahead(w) for w in (1, 2, 4, 8, 16, 64)] == [0, 1, 1, 2, 4, 8]
+
+
+def test_trials_created_together_near_the_target_are_all_dispatched(quick_search, storage_url):
+    # 8 workers, 12 trials, all running trials end together. After the first round, 8 trials are
+    # finished and the 2 prepared ones run; the next turn creates the last 2 trials in one
+    # transaction for two free workers. Each must be prepared and run: none left RUNNING without
+    # an architecture (which the search would wait on, then fail as orphaned).
+    what, how, where = quick_search(trials=12, workers=8)
+    executor = _InstantExecutor(storage_url, finish_on_poll=False, finish_all=True)
+    summary = run_search(what, how, where, executor=executor)
+
+    assert summary.finished == 12 and summary.trials_run_now == 12
+    trials = optuna.load_study(study_name=how.study, storage=storage_url).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 12
+    assert sorted(executor.submitted) == list(range(12))
+    assert executor.trials_at_wait == [10, 12]
