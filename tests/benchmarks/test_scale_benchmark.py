@@ -19,7 +19,7 @@ def test_scale_benchmark_runs_and_reports_every_configuration(tmp_path: Path) ->
             sys.executable,
             str(REPO / "benchmarks" / "scale.py"),
             "--backends", "sqlite",
-            "--workers", "1,2",
+            "--workers", "2",
             "--sleep", "0.05",
             "--trials-per-worker", "2",
             "--overhead-trials", "3",
@@ -41,15 +41,13 @@ def test_scale_benchmark_runs_and_reports_every_configuration(tmp_path: Path) ->
     rows = re.findall(
         r"^\| sqlite \| (\d+) \| ([\d.]+) \| (\d+) \| [\d.]+ \| [\d.]+ \| ([\d.]+) \| [\d.]+ \| (\d+)% \| ([\d., ]*) \|$", text, re.M
     )
-    # (workers, sleep, trials): the two worker counts at 0.05 s, the longer search (3 trials per
-    # worker), then the trial-length sweep at the largest count.
-    assert [(w, s, n) for w, s, n, *_ in rows] == [
-        ("1", "0.05", "2"), ("2", "0.05", "4"), ("2", "0.05", "6"), ("2", "0.1", "4")
-    ]  # fmt: skip
-    for _, _, _, efficiency, busy, runs in rows[:3]:
+    # (workers, sleep, trials): 2 workers at 0.05 s, the longer search (3 trials per worker),
+    # then the trial-length sweep.
+    assert [(w, s, n) for w, s, n, *_ in rows] == [("2", "0.05", "4"), ("2", "0.05", "6"), ("2", "0.1", "4")]
+    for _, _, _, efficiency, busy, runs in rows[:2]:
         assert 0 < float(efficiency) <= 1.0
         assert 0 <= int(busy) <= 100
         # Two runs each; the row is the lower of the two (the median of an even count).
         assert [float(x) for x in runs.split(", ")][0] == float(efficiency)
         assert len(runs.split(", ")) == 2
-    assert rows[3][5] == ""  # the sweep runs once
+    assert rows[2][5] == ""  # the sweep runs once
