@@ -361,6 +361,7 @@ def _create_trials(study: optuna.Study, n: int) -> list[int]:
     """
     from storage.rdb_rows import rdb_backend
 
+    _forget_sampler_cache(study)
     rdb = rdb_backend(study._storage)
     if rdb is None or not hasattr(rdb, "_get_prepared_new_trial") or n == 1:
         return [study._storage.create_new_trial(study._study_id) for _ in range(n)]
@@ -555,7 +556,6 @@ class _Loop:
             return []
         if next_retry(trials, max_retries=self.max_retries, retried=self._retried) is not None:
             return []
-        _forget_sampler_cache(self.study)
         return _db(_create_trials, self.study, wanted)
 
     def _ask(self, *, waiting: bool) -> optuna.Trial:
