@@ -86,7 +86,6 @@ def _sleep_trial(url: str, trial_id: int, number: int, step: int, sleep_s: float
     from optuna.trial import TrialState
 
     from nas import attrs
-
     from nas.trial_runner import _set_user_attrs
 
     storage = _worker_storage(url)
