@@ -60,8 +60,12 @@ STRATEGIES: dict[str, tuple[str, str]] = {
     "random": ("random", "none"),
     "tpe": ("tpe", "none"),
     "tpe+hyperband": ("tpe", "hyperband"),
+    "tpe+sh": ("tpe", "successive_halving"),
+    "tpe+median": ("tpe", "median"),
 }
 """Strategy label -> (sampler, pruner) as the controller names them."""
+COMPARED = ("random", "tpe", "tpe+hyperband")
+"""What a run compares unless ``--strategies`` says otherwise: the three the issue names."""
 
 SPACE_YAML = """\
 name: dcgan-cpu
@@ -105,7 +109,7 @@ class Config:
     fid_samples: int
     real_samples: int
     resolution: int = 16
-    strategies: tuple[str, ...] = tuple(STRATEGIES)
+    strategies: tuple[str, ...] = COMPARED
 
 
 QUICK = Config(
@@ -499,6 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trial-budget", type=int, help="Generator steps per trial.")
     parser.add_argument("--resolution", type=int, help="Image resolution (8 is digits' own).")
     parser.add_argument("--fid-samples", type=int, help="Fake samples per FID evaluation.")
+    parser.add_argument("--eval-points", type=int, help="FID evaluations per trial.")
     parser.add_argument("--strategies", help="Comma-separated subset of " + ",".join(STRATEGIES))
     parser.add_argument(
         "--jobs",
@@ -518,7 +523,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Where to write every trial's finish time and FID (default: the output path .json).",
     )
     parser.add_argument(
-        "--from-json", type=Path, help="Re-analyse a --json file instead of running searches."
+        "--from-json",
+        type=Path,
+        nargs="+",
+        help="Re-analyse --json files instead of running searches. Several files are merged "
+        "(runs of other strategies with the same setting); --time-budget then cuts every run "
+        "to a shorter budget (a search's first T seconds are a search of budget T).",
     )
     args = parser.parse_args(argv)
 
@@ -534,11 +544,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["resolution"] = args.resolution
     if args.fid_samples:
         overrides["fid_samples"] = args.fid_samples
+    if args.eval_points:
+        overrides["eval_points"] = args.eval_points
     if args.strategies:
         chosen = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
         unknown = [s for s in chosen if s not in STRATEGIES]
-        if unknown or "random" not in chosen:
-            parser.error(f"--strategies must include random and be among {list(STRATEGIES)}")
+        if unknown or not chosen:
+            parser.error(f"--strategies must be among {list(STRATEGIES)}")
         overrides["strategies"] = chosen
     cfg = Config(**{**asdict(cfg), **overrides})
     out = args.out or (
@@ -551,21 +563,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     load_before = os.getloadavg()
     if args.from_json:
-        saved = json.loads(args.from_json.read_text())
-        saved_cfg = saved["config"]
-        cfg = Config(**{**saved_cfg, "seeds": tuple(saved_cfg["seeds"]),
-                        "strategies": tuple(saved_cfg["strategies"])})  # fmt: skip
-        runs = [
-            RunResult(
-                strategy=r["strategy"],
-                seed=r["seed"],
-                events=[TrialEvent(**{**e, "history": {int(k): v for k, v in e["history"].items()}})
-                        for e in r["events"]],  # fmt: skip
-                cpu_s=r["cpu_s"],
-                wall_s=r["wall_s"],
-            )
-            for r in saved["runs"]
-        ]
+        cfg, runs, saved = _load_runs(args.from_json)
+        if args.time_budget:
+            if args.time_budget > cfg.time_budget_s:
+                parser.error(
+                    f"--time-budget {args.time_budget:g} is longer than the saved runs' "
+                    f"{cfg.time_budget_s:g} CPU s"
+                )
+            cfg = Config(**{**asdict(cfg), "time_budget_s": args.time_budget})
         command = saved.get("command", "")
         load_before = tuple(saved.get("load_before", load_before))
         load_after = tuple(saved.get("load_after", os.getloadavg()))
@@ -593,6 +598,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 default=str,
             )
         )
+    if not any(r.strategy == "random" for r in runs):
+        # Speedups are against random search: a run without it is one half of a comparison.
+        print(f"no random-search runs to compare with; merge {json_path} with a run that has "
+              "them: --from-json RANDOM.json THIS.json")  # fmt: skip
+        return 0
     summaries = summarize(runs, cfg)
     plot(runs, cfg, out.with_suffix(".png"))
     write_markdown(
@@ -615,6 +625,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     speedup = _median_or_inf(hb.speedup) if hb and hb.speedup else 0.0
     print(f"speedup_vs_random: {speedup:.2f}")
     return 0
+
+
+def _load_runs(paths: Sequence[Path]) -> tuple[Config, list[RunResult], dict[str, Any]]:
+    """The runs of one or more ``--json`` files, with their common setting (strategies merged)."""
+    cfg: Config | None = None
+    runs: list[RunResult] = []
+    first: dict[str, Any] = {}
+    for path in paths:
+        saved = json.loads(path.read_text())
+        first = first or saved
+        c = saved["config"]
+        this = Config(**{**c, "seeds": tuple(c["seeds"]), "strategies": tuple(c["strategies"])})
+        if cfg is None:
+            cfg = this
+        else:
+            same = asdict(cfg) | {"strategies": None}, asdict(this) | {"strategies": None}
+            if same[0] != same[1]:
+                raise SystemExit(f"{path}: its setting differs from {paths[0]}'s; cannot merge")
+            extra = tuple(s for s in this.strategies if s not in cfg.strategies)
+            cfg = Config(**{**asdict(cfg), "strategies": cfg.strategies + extra})
+        for r in saved["runs"]:
+            events = [
+                TrialEvent(**{**e, "history": {int(k): v for k, v in e["history"].items()}})
+                for e in r["events"]
+            ]
+            runs.append(RunResult(r["strategy"], r["seed"], events, r["cpu_s"], r["wall_s"]))
+    assert cfg is not None
+    return cfg, runs, first
 
 
 def _run_all(cfg: Config, n_jobs: int) -> list[RunResult]:

@@ -1,0 +1,105 @@
+"""The search-efficiency benchmark's analysis: the speedup it prints, and re-reading saved runs.
+
+The searches themselves take minutes; here hand-made runs with known answers go through the
+script's ``--from-json`` path, which is the code that turns runs into the committed table.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "search_efficiency.py"
+
+CONFIG = {
+    "seeds": [0],
+    "time_budget_s": 100.0,
+    "trial_budget": 60,
+    "eval_points": 3,
+    "fid_samples": 128,
+    "real_samples": 1000,
+    "resolution": 8,
+}
+
+
+def _run(strategy: str, events: list[tuple[float, float | None]]) -> dict:
+    return {
+        "strategy": strategy,
+        "seed": 0,
+        "cpu_s": events[-1][0],
+        "wall_s": events[-1][0],
+        "events": [
+            {
+                "number": i,
+                "state": "COMPLETE" if fid is not None else "PRUNED",
+                "fid": fid,
+                "cpu_s": t,
+                "wall_s": t,
+                "history": {} if fid is None else {"60": fid},
+            }
+            for i, (t, fid) in enumerate(events)
+        ],
+    }
+
+
+def _write(path: Path, strategies: list[str], runs: list[dict]) -> Path:
+    path.write_text(json.dumps({"config": {**CONFIG, "strategies": strategies}, "runs": runs}))
+    return path
+
+
+def _analyse(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path / "out"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# random: best 0.5 at 60 s, then 0.3 at 90 s. tpe+hyperband: 0.4 at 20 s, 0.25 at 30 s.
+RANDOM = _run("random", [(10, 0.9), (60, 0.5), (90, 0.3)])
+HYPERBAND = _run("tpe+hyperband", [(10, 0.8), (15, None), (20, 0.4), (30, 0.25)])
+
+
+def test_speedup_is_random_time_to_its_best_over_the_strategy_time_to_reach_it(
+    tmp_path: Path,
+) -> None:
+    saved = _write(tmp_path / "runs.json", ["random", "tpe+hyperband"], [RANDOM, HYPERBAND])
+    proc = _analyse(tmp_path, "--from-json", str(saved))
+    assert proc.returncode == 0, proc.stderr
+    # random reached 0.3 at 90 s; TPE + Hyperband reached <= 0.3 at 30 s
+    assert proc.stdout.strip().splitlines()[-1] == "speedup_vs_random: 3.00"
+    table = (tmp_path / "out.md").read_text()
+    assert "| tpe+hyperband | 4 | 1 | 0 | 0.25000 | 30 | 3.00x |" in table
+
+
+def test_a_shorter_budget_reanalyses_the_first_seconds_of_each_run(tmp_path: Path) -> None:
+    saved = _write(tmp_path / "runs.json", ["random", "tpe+hyperband"], [RANDOM, HYPERBAND])
+    proc = _analyse(tmp_path, "--from-json", str(saved), "--time-budget", "70")
+    assert proc.returncode == 0, proc.stderr
+    # within 70 s random's best is 0.5 (at 60 s), reached by TPE + Hyperband at 20 s
+    assert proc.stdout.strip().splitlines()[-1] == "speedup_vs_random: 3.00"
+    assert "| random | 2 | 0 | 0 | 0.50000 |" in (tmp_path / "out.md").read_text()
+
+    longer = _analyse(tmp_path, "--from-json", str(saved), "--time-budget", "150")
+    assert longer.returncode != 0
+    assert "longer than the saved runs' 100 CPU s" in longer.stderr
+
+
+def test_runs_of_other_strategies_merge_only_with_the_same_setting(tmp_path: Path) -> None:
+    base = _write(tmp_path / "base.json", ["random", "tpe+hyperband"], [RANDOM, HYPERBAND])
+    sh_run = {**_run("tpe+sh", [(5, 0.2)])}
+    sh = _write(tmp_path / "sh.json", ["random", "tpe+sh"], [sh_run])
+    proc = _analyse(tmp_path, "--from-json", str(base), str(sh))
+    assert proc.returncode == 0, proc.stderr
+    assert "| tpe+sh | 1 | 0 | 0 | 0.20000 | 5 | 18.00x |" in (tmp_path / "out.md").read_text()
+
+    other = json.loads(sh.read_text())
+    other["config"]["trial_budget"] = 30
+    sh.write_text(json.dumps(other))
+    refused = _analyse(tmp_path, "--from-json", str(base), str(sh))
+    assert refused.returncode != 0
+    assert "its setting differs" in refused.stderr
