@@ -57,6 +57,7 @@ __all__ = [
     "PRUNER_NAMES",
     "SAMPLER_NAMES",
     "FirstObjectivePruner",
+    "hyperband_last_rung",
     "make_pruner",
     "make_sampler",
     "report_intermediate",
@@ -370,9 +371,31 @@ def _hyperband(opts: _PrunerOptions) -> BasePruner:
     # make each guess the budget from whichever trials it happens to see.
     return HyperbandPruner(
         min_resource=opts.min_resource,
-        max_resource=opts.max_resource,
+        max_resource=hyperband_last_rung(
+            opts.min_resource, opts.max_resource, opts.reduction_factor
+        ),
         reduction_factor=opts.reduction_factor,
     )
+
+
+def hyperband_last_rung(min_resource: int, max_resource: int, reduction_factor: int) -> int:
+    """The largest resource Hyperband's brackets are spread over: the last rung before the budget.
+
+    Optuna's Hyperband over ``[min_resource, max_resource]`` has one bracket whose first rung is
+    ``max_resource`` itself. That bracket can never prune (nothing is saved by stopping a trial
+    that has trained its full budget, and :class:`FirstObjectivePruner` keeps every such trial),
+    yet Optuna sends it about 30 % of the trials: Hyperband's hedge for when early FIDs say
+    nothing. Early FIDs of a GAN do say something (in ``benchmarks/search_efficiency.py`` the FID
+    at half the budget has a Spearman correlation of 0.83 with the final FID), so the brackets are
+    spread over the rungs where pruning still saves training: from the first evaluation up to
+    ``max_resource / reduction_factor``, which with the controller's evaluation steps
+    (``budget / 2**k``) and the default factor 2 is the last evaluation before the budget. Every
+    trial then meets at least one pruning decision. Measured there (5 seeds, 120 CPU s each, the
+    same day): TPE + this Hyperband reached random search's final best FID sooner than TPE +
+    Optuna's full-range Hyperband in 3 seeds, as soon in one, and never in the same one (median
+    speedup against random 1.9x against 1.5x; results file, "Findings").
+    """
+    return max(min_resource, max_resource // reduction_factor)
 
 
 _PRUNERS: dict[str, Callable[[_PrunerOptions], BasePruner] | None] = {

@@ -18,10 +18,12 @@ from optuna.trial import TrialState
 
 from gannas.errors import GannasError
 from nas.samplers import RegularizedEvolutionSampler
+from nas.settings import eval_steps
 from nas.strategies import (
     PRUNER_NAMES,
     SAMPLER_NAMES,
     FirstObjectivePruner,
+    hyperband_last_rung,
     make_pruner,
     make_sampler,
     report_intermediate,
@@ -317,13 +319,52 @@ def test_clearly_bad_trials_are_pruned_and_good_ones_are_not(name: str, n_object
     good = [run_trial(study, pruner, 20.0, n_objectives) for _ in range(3)]
     assert all(state == TrialState.COMPLETE for state in good)
     if name == "hyperband":
-        # Hyperband's most conservative bracket trains every trial to the budget, and pruning
-        # at the budget is disabled; the other brackets prune.
+        # These evaluation steps (100, 300, 900) are not the controller's budget / 2**k: the
+        # most conservative bracket's first rung (400) falls between the last two evaluations,
+        # so its trials train to the budget, where pruning is disabled; the other brackets prune.
         assert bad.count(TrialState.PRUNED) >= 3
     else:
         assert all(state == TrialState.PRUNED for state in bad)
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert all(max(t.intermediate_values) < EVAL_AT[-1] for t in pruned)
+
+
+def _worse_and_worse(
+    pruner: optuna.pruners.BasePruner, eval_at: Sequence[int]
+) -> list[TrialState]:
+    """30 trials, each with a worse FID at every step than every trial before it."""
+    study = optuna.create_study(sampler=RandomSampler(seed=0), pruner=pruner)
+    states = []
+    for i in range(30):
+        trial = study.ask()
+        trial.suggest_int("generator.depth", 2, 5)
+        state = TrialState.COMPLETE
+        for step in eval_at:
+            report_intermediate(study, trial._trial_id, step, 10.0 + i)
+            if should_prune(study, trial._trial_id, pruner):
+                state = TrialState.PRUNED
+                break
+        study.tell(trial, 10.0 + i if state == TrialState.COMPLETE else None, state=state)
+        states.append(state)
+    return states
+
+
+def test_every_hyperband_bracket_prunes_at_the_controllers_evaluation_steps() -> None:
+    eval_at = eval_steps(60, 3)  # what the controller uses: (15, 30, 60)
+    assert eval_at == (15, 30, 60)
+    ours = _worse_and_worse(
+        make_pruner("hyperband", min_resource=eval_at[0], max_resource=eval_at[-1]), eval_at
+    )
+    # Only the first trial of each of the two brackets (nothing to compare it with yet) trains
+    # to the budget; every later one is worse than a trial of its bracket at 15 or 30 steps.
+    assert ours.count(TrialState.COMPLETE) == 2
+    assert hyperband_last_rung(15, 60, 2) == 30
+    # Optuna's Hyperband over the full range has a bracket whose first rung is the budget, where
+    # nothing is pruned: its trials all train to the end, however bad.
+    full_range = FirstObjectivePruner(
+        HyperbandPruner(min_resource=15, max_resource=60, reduction_factor=2), max_resource=60
+    )
+    assert _worse_and_worse(full_range, eval_at).count(TrialState.COMPLETE) >= 6
 
 
 def test_multi_objective_pruning_on_sqlite(sqlite_url: str) -> None:
