@@ -622,7 +622,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')}")
     hb = next((s for s in summaries if s.strategy == "tpe+hyperband"), None)
-    speedup = _median_or_inf(hb.speedup) if hb and hb.speedup else 0.0
+    if hb is None:
+        # 0.00 would read as "never reached random's best"; there is nothing to divide by.
+        print("speedup_vs_random: n/a (no tpe+hyperband runs)")
+        return 0
+    speedup = _median_or_inf(hb.speedup) if hb.speedup else 0.0
     print(f"speedup_vs_random: {speedup:.2f}")
     return 0
 

@@ -11,6 +11,7 @@ wrapper around :func:`execute_trial`, and the inline executor calls it directly.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import tempfile
@@ -34,7 +35,11 @@ def worker_identity() -> str:
 
 
 class _Heartbeat:
-    """Records the trial's heartbeat so a restarted controller can tell a live trial from a lost one."""
+    """Records the trial's heartbeat so a restarted controller can tell a live trial from a lost one.
+
+    The controller wrote the trial's first beat when it dispatched it, and keeps beating it while
+    it waits for the worker, so this thread beats first one ``interval`` after the start.
+    """
 
     def __init__(self, storage: optuna.storages.RDBStorage, trial_id: int, interval: float):
         self._storage = storage
@@ -44,7 +49,6 @@ class _Heartbeat:
         self._thread = threading.Thread(target=self._run, name="gannas-heartbeat", daemon=True)
 
     def __enter__(self) -> _Heartbeat:
-        self._beat()
         self._thread.start()
         return self
 
@@ -137,36 +141,6 @@ def _close_quietly(storage: optuna.storages.RDBStorage) -> None:
         log.debug("could not close a cached storage", exc_info=True)
 
 
-def _set_user_attrs(storage: Any, trial_id: int, values: Mapping[str, Any]) -> None:
-    """Write several user attributes of a trial in one transaction, retried through hiccups.
-
-    Optuna commits each ``set_trial_user_attr`` on its own; a trial wrote nine attributes that
-    way, ~5 ms each on SQLite, a tenth of the fixed cost of a trial. The write is an upsert per
-    key, so a retry after a commit whose reply was lost rewrites the same values. A storage that
-    is not Optuna's ``RDBStorage`` (or an Optuna without its per-row helper) gets one call per
-    attribute instead.
-    """
-    from storage import call_with_retries
-    from storage.rdb_rows import rdb_backend
-
-    rdb = rdb_backend(storage)
-    if rdb is None:
-        for key, value in values.items():
-            call_with_retries(storage.set_trial_user_attr, trial_id, key, value)
-        return
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    def write() -> None:
-        with _create_scoped_session(rdb.scoped_session, True) as session:
-            for key, value in values.items():
-                rdb._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, trial_id, key, value
-                )
-
-    call_with_retries(write)
-
-
 def execute_trial(job: TrialJob, reference: Any) -> dict[str, Any]:
     """Train, score and record one trial. Returns a short summary for the controller's progress.
 
@@ -201,15 +175,13 @@ def _execute_trial(job: TrialJob, reference: Any) -> dict[str, Any]:
     study = call_with_retries(
         optuna.load_study, study_name=job.study_name, storage=storage, pruner=pruner
     )
-    set_attr = storage.set_trial_user_attr
-    call_with_retries(set_attr, job.trial_id, attrs.WORKER, identity)
     log.info("trial %d starts on worker %s", job.trial_number, identity)
 
     device = pick_device(job.device)
     summary: dict[str, Any] = {"number": job.trial_number, "worker": identity}
     with _Heartbeat(storage, job.trial_id, job.heartbeat_interval):
         try:
-            outcome = _train_and_score(job, reference, study, pruner, device)
+            outcome = _train_and_score(job, reference, study, pruner, device, identity)
         except Exception as exc:  # an error in this architecture's training: FAIL, search goes on
             from nas.executors import is_database_error
 
@@ -219,7 +191,7 @@ def _execute_trial(job: TrialJob, reference: Any) -> dict[str, Any]:
                 raise
             log.error("trial %d raised:\n%s", job.trial_number, traceback.format_exc())
             outcome = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
-        summary.update(_record(job, study, outcome))
+        summary.update(_record(job, study, outcome, identity))
     log.info(
         "trial %d on worker %s: %s %s",
         job.trial_number,
@@ -236,12 +208,14 @@ def _train_and_score(
     study: optuna.Study,
     pruner: optuna.pruners.BasePruner,
     device: str,
+    identity: str,
 ) -> dict[str, Any]:
     import torch
 
     from nas.optuna_reporter import OptunaReporter
     from nas.scoring import build_evaluator, load_data, protocol_of
     from search_spaces import ArchConfig, build_discriminator, build_generator, count_parameters
+    from storage.rdb_rows import set_user_attrs
     from trainers import train_gan
 
     torch.set_num_threads(max(1, job.cpu_threads))
@@ -259,10 +233,17 @@ def _train_and_score(
     data = load_data(job.score.data)
     evaluator = build_evaluator(job.score, reference, device)
     protocol = protocol_of(evaluator)
-    _set_user_attrs(
+    # The worker's first write: who runs the trial (shown in the dashboard while it runs) with
+    # what it builds; one commit. A trial that fails before this gets its worker in _record.
+    set_user_attrs(
         study._storage,
         job.trial_id,
-        {attrs.PARAMS_G: params_g, attrs.PARAMS_D: params_d, attrs.PROTOCOL: protocol},
+        {
+            attrs.WORKER: identity,
+            attrs.PARAMS_G: params_g,
+            attrs.PARAMS_D: params_d,
+            attrs.PROTOCOL: protocol,
+        },
     )
 
     artifacts = _ArtifactWriter(job, study) if job.artifacts else None
@@ -310,15 +291,16 @@ def _train_and_score(
     return outcome
 
 
-def _record(job: TrialJob, study: optuna.Study, outcome: Mapping[str, Any]) -> dict[str, Any]:
+def _record(
+    job: TrialJob, study: optuna.Study, outcome: Mapping[str, Any], identity: str
+) -> dict[str, Any]:
     """Write the trial's attributes and its final state (retrying through database hiccups)."""
-    from storage import call_with_retries
+    from storage.rdb_rows import finish_trial
 
-    storage = study._storage
     tid = job.trial_id
     status = outcome["status"]
 
-    user_attrs: dict[str, Any] = {attrs.STATUS: status}
+    user_attrs: dict[str, Any] = {attrs.WORKER: identity}
     for key, name in (
         (attrs.METRICS, "metrics"),
         (attrs.HISTORY, "history"),
@@ -330,26 +312,28 @@ def _record(job: TrialJob, study: optuna.Study, outcome: Mapping[str, Any]) -> d
     if fid is not None:
         user_attrs[attrs.FID] = fid
 
-    if status == "completed" and outcome.get("values") is not None:
-        state, values = TrialState.COMPLETE, list(outcome["values"])
+    values: list[float] | None = [float(v) for v in outcome.get("values") or ()]
+    if status == "completed" and values and any(math.isnan(v) for v in values):
+        status, outcome = "error", {**outcome, "reason": f"an objective value is NaN: {values}"}
+    if status == "completed" and values:
+        state = TrialState.COMPLETE
     elif status == "stopped":
         state, values = TrialState.PRUNED, None
     else:
         state, values = TrialState.FAIL, None
         user_attrs[attrs.FAIL_KIND] = attrs.FAIL_KIND_TRIAL
         user_attrs[attrs.FAIL_REASON] = outcome.get("reason") or status
-    # The attributes first, in one transaction, then the state: a trial is never seen finished
-    # without its results.
-    _set_user_attrs(storage, tid, user_attrs)
-    try:
-        if state == TrialState.PRUNED and len(job.objectives) > 1:
-            # Optuna keeps the last intermediate value of a pruned trial only for single-objective
-            # studies; the FID history above still records every evaluation.
-            call_with_retries(storage.set_trial_state_values, tid, state=state)
-        else:
-            call_with_retries(study.tell, job.trial_number, values, state=state)
-    except optuna.exceptions.UpdateFinishedTrialError:  # pragma: no cover - lost race
-        log.warning("trial %d was already finished by someone else", job.trial_number)
+    user_attrs[attrs.STATUS] = status
+    # Attributes and state in one transaction: a trial is never seen finished without its results.
+    if not finish_trial(
+        study._storage, tid, state, values, user_attrs, n_objectives=len(job.objectives)
+    ):
+        log.warning(
+            "trial %d was already finished (by the controller, or by an earlier attempt of this "
+            "write whose reply was lost); its outcome here was %s",
+            job.trial_number,
+            status,
+        )
     summary: dict[str, Any] = {"state": state.name, "status": status}
     if fid is not None:
         summary["fid"] = fid

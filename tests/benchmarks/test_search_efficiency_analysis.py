@@ -103,3 +103,12 @@ def test_runs_of_other_strategies_merge_only_with_the_same_setting(tmp_path: Pat
     refused = _analyse(tmp_path, "--from-json", str(base), str(sh))
     assert refused.returncode != 0
     assert "its setting differs" in refused.stderr
+
+
+def test_without_tpe_hyperband_runs_the_speedup_is_not_reported_as_zero(tmp_path: Path) -> None:
+    tpe = _run("tpe", [(10, 0.2)])
+    saved = _write(tmp_path / "runs.json", ["random", "tpe"], [RANDOM, tpe])
+    proc = _analyse(tmp_path, "--from-json", str(saved))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "speedup_vs_random: n/a (no tpe+hyperband runs)"
+    assert "| tpe | 1 | 0 | 0 | 0.20000 | 10 | 9.00x |" in (tmp_path / "out.md").read_text()

@@ -156,3 +156,34 @@ def test_out_of_memory_and_divergence_fail_the_trial_and_the_search_goes_on(
     assert [t.state for t in trials[2:]] == [TrialState.COMPLETE] * 2
     assert all(attrs.RETRY_OF not in t.user_attrs for t in trials)
     _assert_nothing_left_running(trials)
+
+
+def test_a_trial_that_fails_while_its_models_are_built_still_names_its_worker(
+    fault_search, storage_url, monkeypatch
+):
+    # The worker writes its identity with what it built; a trial that fails before that gets it
+    # with its verdict.
+    import search_spaces
+
+    real_build = search_spaces.build_discriminator
+    built = {"n": 0}
+
+    def build_failing_once(cfg):
+        built["n"] += 1
+        if built["n"] == 1:
+            raise RuntimeError("no discriminator today")
+        return real_build(cfg)
+
+    monkeypatch.setattr(search_spaces, "build_discriminator", build_failing_once)
+    what, how, where = fault_search(trials=2)
+    summary = run_search(what, how, where)
+
+    assert summary.finished == 2
+    failed, completed = _trials(storage_url)
+    assert failed.state == TrialState.FAIL and failed.user_attrs[attrs.STATUS] == "error"
+    assert failed.user_attrs[attrs.FAIL_REASON] == "RuntimeError: no discriminator today"
+    assert attrs.PARAMS_G not in failed.user_attrs  # it failed before its first write
+    assert completed.state == TrialState.COMPLETE
+    for t in (failed, completed):
+        assert t.user_attrs[attrs.WORKER].endswith(f":{os.getpid()}")  # the inline worker: us
+    _assert_nothing_left_running([failed, completed])

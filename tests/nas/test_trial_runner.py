@@ -1,5 +1,5 @@
-"""The worker side of a trial: its storage is opened once per process, its attributes written in
-one transaction, and a broken or replaced database is never reused."""
+"""The worker side of a trial: its storage is opened once per process, and a broken or replaced
+database is never reused (its writes of several rows at once: tests/storage/test_rdb_rows.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy.exc
-from optuna.trial import TrialState
 
 from nas import trial_runner
 from storage import open_storage
@@ -72,26 +71,3 @@ def test_an_error_of_the_trial_keeps_the_storage(tmp_path: Path, monkeypatch) ->
     with pytest.raises(KeyError):
         trial_runner.execute_trial(job, None)
     assert trial_runner._worker_storage(url, 5) is cached
-
-
-def test_user_attrs_are_written_together_or_not_at_all(tmp_path: Path) -> None:
-    storage = open_storage(_url(tmp_path))
-    study = optuna.create_study(study_name="s", storage=storage)
-    trial = study.ask()
-    trial_runner._set_user_attrs(storage, trial._trial_id, {"a": 1, "b": [1, 2], "c": {"x": 0.5}})
-    trial_runner._set_user_attrs(storage, trial._trial_id, {"a": 2})  # an upsert, not a copy
-    assert storage.get_trial(trial._trial_id).user_attrs == {"a": 2, "b": [1, 2], "c": {"x": 0.5}}
-
-    study.tell(trial, 1.0)
-    with pytest.raises(RuntimeError):  # Optuna refuses updates of a finished trial
-        trial_runner._set_user_attrs(storage, trial._trial_id, {"d": 1, "e": 2})
-    done = storage.get_trial(trial._trial_id)
-    assert done.state == TrialState.COMPLETE and "d" not in done.user_attrs
-
-
-def test_user_attrs_fall_back_to_one_call_each_on_other_storages() -> None:
-    storage = optuna.storages.InMemoryStorage()
-    study = optuna.create_study(storage=storage)
-    trial = study.ask()
-    trial_runner._set_user_attrs(storage, trial._trial_id, {"a": 1, "b": "x"})
-    assert storage.get_trial(trial._trial_id).user_attrs == {"a": 1, "b": "x"}
