@@ -3,15 +3,17 @@
 Optuna commits every ``set_trial_param`` / ``set_trial_user_attr`` / ``set_trial_state_values`` on
 its own: a few ms each through SQLAlchemy, and on SQLite each waits for the file's write lock
 when 16 workers write at once. The controller's dispatch and the worker's first and last writes
-hold several rows each, so they use the storage's own per-row helpers inside one of its sessions. Those helpers are
-private to Optuna: :func:`rdb_backend` checks they exist, and the functions here fall back to one
-public call per value when they do not (another storage, or another Optuna).
+hold several rows each, so they use the storage's own per-row helpers inside one of its
+sessions. Those helpers are private to Optuna: :func:`rdb_backend` checks they exist, and the
+functions here fall back to one public call per value when they do not (another storage, or
+another Optuna).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -114,16 +116,10 @@ def finish_trial(
             for objective, value in enumerate(final or ()):
                 rdb._set_trial_value_without_commit(session, row, objective, float(value))
             row.state = state
-            row.datetime_complete = _now()
+            row.datetime_complete = datetime.now()  # what Optuna stores: naive local time
             return True
 
     return call_with_retries(write)
-
-
-def _now() -> Any:
-    from datetime import datetime
-
-    return datetime.now()  # what Optuna stores: naive local time
 
 
 def _last_intermediate(session: Any, trial_id: int) -> list[float] | None:
