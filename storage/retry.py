@@ -45,16 +45,27 @@ DEFAULT_RETRY_ON: tuple[type[BaseException], ...] | None = None
 
 
 def is_transient(exc: BaseException, retry_on: tuple[type[BaseException], ...]) -> bool:
-    """Whether ``exc`` or an exception it was raised from is one of ``retry_on``."""
+    """Whether ``exc`` or an exception it was raised from is one of ``retry_on``.
+
+    Follows explicit chaining (``raise X from e``, as Optuna does), and the error that broke the
+    transaction behind a ``PendingRollbackError``: Optuna's ``_get_trials`` takes a dropped
+    connection's ``OperationalError`` for "too many IN variables" and re-queries in the same,
+    now invalid session, which raises ``PendingRollbackError`` while handling the first error.
+    """
+    from sqlalchemy.exc import PendingRollbackError
+
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, retry_on):
             return True
         seen.add(id(current))
-        # Only explicit chaining (``raise X from e``, as Optuna does); ``__context__`` would also
-        # match unrelated errors raised while handling a transient one.
-        current = current.__cause__
+        # ``__context__`` in general would also match unrelated errors raised while handling a
+        # transient one; a PendingRollbackError is about the error it was raised during.
+        nxt = current.__cause__
+        if nxt is None and isinstance(current, PendingRollbackError):
+            nxt = current.__context__
+        current = nxt
     return False
 
 

@@ -1,4 +1,5 @@
-"""Test helpers shared by every test directory: the storage modes and throwaway databases.
+"""Test helpers shared by every test directory: the storage modes, throwaway databases, and a TCP
+forwarder that takes a database away for a moment.
 
 Like Optuna's ``optuna/testing/storages.py``: a test parametrized over :data:`STORAGE_MODES` gets a
 URL from :func:`storage_url_for_mode` and runs against a fresh SQLite file or a fresh PostgreSQL
@@ -9,6 +10,8 @@ database (created on the server named by ``$GANNAS_TEST_POSTGRES_URL``, default 
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +20,7 @@ from pathlib import Path
 __all__ = [
     "DEFAULT_TEST_POSTGRES_URL",
     "STORAGE_MODES",
+    "TcpForwarder",
     "postgres_url_for_tests",
     "storage_url_for_mode",
     "temporary_postgres_database",
@@ -90,3 +94,69 @@ def storage_url_for_mode(mode: str, tmp_dir: str | os.PathLike[str]) -> Iterator
             yield url
     else:
         raise ValueError(f"unknown storage mode {mode!r}; expected one of {STORAGE_MODES}")
+
+
+class TcpForwarder:
+    """Forwards 127.0.0.1:<port> to a target; ``stop()`` drops all connections, ``start()`` resumes.
+
+    Stands in for a database server that restarts or a network that drops for a moment: point the
+    storage URL at ``127.0.0.1:<port>`` instead of the server.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._listener: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        with self._lock:
+            self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+            for conn in self._conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                conn.close()
+            self._conns.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # listener closed by stop()
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._conns += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass

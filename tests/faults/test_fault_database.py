@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 
@@ -15,72 +14,7 @@ from nas import attrs
 from nas.controller import run_search
 from nas.study_state import count_finished
 from storage import open_storage
-
-
-class TcpForwarder:
-    """Forwards 127.0.0.1:<port> to a target; ``stop()`` drops all connections, ``start()`` resumes.
-
-    Stands in for a database server that restarts or a network that drops for a moment (copied
-    from tests/storage/test_storage_retry.py).
-    """
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self._listener: socket.socket | None = None
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        with self._lock:
-            self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def stop(self) -> None:
-        with self._lock:
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
-            for conn in self._conns:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                conn.close()
-            self._conns.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return  # listener closed by stop()
-            upstream = socket.create_connection(self.target)
-            with self._lock:
-                self._conns += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+from storage.testing import TcpForwarder
 
 
 class _Outage(threading.Thread):
@@ -132,9 +66,12 @@ def test_the_search_rides_out_a_database_outage(
         outage.start()
         with caplog.at_level(logging.WARNING, logger="storage.retry"):
             summary = run_search(what, how, where)
-        outage.stop_waiting.set()
-        outage.join(timeout=10)
     finally:
+        # Also when the search failed: an outage thread left behind would re-open the proxy's
+        # port later, under another test.
+        outage.stop_waiting.set()
+        if outage.is_alive():
+            outage.join(timeout=10)
         proxy.stop()
 
     assert outage.window is not None, "the search ended before the outage started"

@@ -1,16 +1,17 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 
 import optuna
 import pytest
 import sqlalchemy.exc
+import sqlalchemy.orm
 
 from gannas.errors import StorageError
 from storage import call_with_retries, open_storage
+from storage.testing import TcpForwarder
 
 
 def _operational_error(text: str) -> sqlalchemy.exc.OperationalError:
@@ -66,6 +67,41 @@ def test_optuna_wrapped_transient_error_is_retried() -> None:
     assert calls == 2
 
 
+def test_a_connection_lost_inside_optunas_trial_query_is_retried(tmp_path) -> None:
+    """The chain seen in a CI run of the PostgreSQL outage test: Optuna's ``_get_trials`` takes
+    the dropped connection's ``OperationalError`` for "too many IN variables", re-queries in the
+    same invalidated session, gets ``PendingRollbackError`` (the first error is only its
+    context) and wraps that in ``StorageInternalError``. The call must be retried, not fatal."""
+    from optuna.storages._rdb import models
+
+    from storage.rdb_rows import rdb_backend
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.ask()
+    rdb = rdb_backend(storage)
+    real_all = sqlalchemy.orm.Query.all
+    dropped: list[bool] = []
+
+    def all_but_the_connection_drops_once(query):
+        if not dropped and query.column_descriptions[0]["entity"] is models.TrialModel:
+            dropped.append(True)
+            query.session.connection().invalidate()
+            raise sqlalchemy.exc.OperationalError(
+                "SELECT trials", {}, Exception("server closed the connection unexpectedly")
+            )
+        return real_all(query)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sqlalchemy.orm.Query, "all", all_but_the_connection_drops_once)
+        with pytest.raises(optuna.exceptions.StorageInternalError) as raised:
+            rdb.get_all_trials(study._study_id)  # what Optuna itself does: a fatal-looking error
+        assert isinstance(raised.value.__cause__, sqlalchemy.exc.PendingRollbackError)
+        dropped.clear()
+        trials = call_with_retries(rdb.get_all_trials, study._study_id, initial_delay=0.0)
+    assert dropped and [t.number for t in trials] == [0]
+
+
 def test_non_transient_errors_are_raised_at_once() -> None:
     calls = 0
 
@@ -101,70 +137,6 @@ def test_backoff_is_exponential_and_capped(monkeypatch: pytest.MonkeyPatch) -> N
 def test_invalid_arguments() -> None:
     with pytest.raises(ValueError, match="attempts"):
         call_with_retries(lambda: None, attempts=0)
-
-
-class TcpForwarder:
-    """Forwards 127.0.0.1:<port> to a target; ``stop()`` drops all connections, ``start()`` resumes.
-
-    Stands in for a database server that restarts or a network that drops for a moment.
-    """
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self._listener: socket.socket | None = None
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(16)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def stop(self) -> None:
-        with self._lock:
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
-            for conn in self._conns:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                conn.close()
-            self._conns.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return  # listener closed by stop()
-            upstream = socket.create_connection(self.target)
-            with self._lock:
-                self._conns += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 @pytest.mark.postgres
