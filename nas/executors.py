@@ -215,15 +215,9 @@ def is_database_error(exc: BaseException | None) -> bool:
     import sqlalchemy.exc
 
     from gannas.errors import StorageError
+    from storage.retry import caused_by
 
-    seen: set[int] = set()
-    current = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, StorageError | sqlalchemy.exc.SQLAlchemyError):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or getattr(current, "cause", None)
-    return False
+    return caused_by(exc, (StorageError, sqlalchemy.exc.SQLAlchemyError))
 
 
 def describe_error(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from gannas.errors import StorageError
 from storage.urls import redact_text
 
-__all__ = ["DEFAULT_RETRY_ON", "call_with_retries", "is_transient"]
+__all__ = ["DEFAULT_RETRY_ON", "call_with_retries", "caused_by", "is_transient"]
 
 T = TypeVar("T")
 
@@ -44,29 +44,39 @@ DEFAULT_RETRY_ON: tuple[type[BaseException], ...] | None = None
 """``None`` means the transient SQLAlchemy errors above (resolved lazily to keep imports light)."""
 
 
-def is_transient(exc: BaseException, retry_on: tuple[type[BaseException], ...]) -> bool:
-    """Whether ``exc`` or an exception it was raised from is one of ``retry_on``.
+def caused_by(exc: BaseException | None, types: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``exc`` or an exception it was raised from is one of ``types``.
 
-    Follows explicit chaining (``raise X from e``, as Optuna does), and the error that broke the
-    transaction behind a ``PendingRollbackError``: Optuna's ``_get_trials`` takes a dropped
-    connection's ``OperationalError`` for "too many IN variables" and re-queries in the same,
-    now invalid session, which raises ``PendingRollbackError`` while handling the first error.
+    Follows explicit chaining (``raise X from e``, as Optuna does); Ray's ``cause`` (a task's
+    error re-raised by ``ray.get``, whose ``isinstance`` already matches the original type but
+    whose chain continues there); and the error that broke the transaction behind a
+    ``PendingRollbackError``: Optuna's ``_get_trials`` takes a dropped connection's
+    ``OperationalError`` for "too many IN variables" and re-queries in the same, now invalid
+    session, which raises ``PendingRollbackError`` while handling the first error.
     """
     from sqlalchemy.exc import PendingRollbackError
 
     seen: set[int] = set()
-    current: BaseException | None = exc
+    current = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, retry_on):
+        if isinstance(current, types):
             return True
         seen.add(id(current))
+        nxt = current.__cause__
+        if nxt is None:
+            ray_cause = getattr(current, "cause", None)
+            nxt = ray_cause if isinstance(ray_cause, BaseException) else None
         # ``__context__`` in general would also match unrelated errors raised while handling a
         # transient one; a PendingRollbackError is about the error it was raised during.
-        nxt = current.__cause__
         if nxt is None and isinstance(current, PendingRollbackError):
             nxt = current.__context__
         current = nxt
     return False
+
+
+def is_transient(exc: BaseException, retry_on: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``exc`` is worth retrying: it was caused by one of ``retry_on`` (:func:`caused_by`)."""
+    return caused_by(exc, retry_on)
 
 
 def call_with_retries(

@@ -169,3 +169,50 @@ def test_calls_during_a_database_outage_are_retried(
         assert frozen.state == optuna.trial.TrialState.COMPLETE and frozen.value == 1.5
     finally:
         proxy.stop()
+
+
+class _RayLikeTaskError(RuntimeError):
+    """What ``ray.get`` raises for a failed task: the original error is its ``cause``."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("task failed")
+        self.cause = cause
+
+
+def test_the_cause_chain_is_followed_through_from_ray_and_pending_rollback() -> None:
+    from nas.executors import is_database_error
+    from storage.retry import caused_by
+
+    dropped = _operational_error("server closed the connection unexpectedly")
+    try:
+        try:
+            raise dropped
+        except sqlalchemy.exc.OperationalError:
+            raise sqlalchemy.exc.PendingRollbackError("rollback first") from None
+    except sqlalchemy.exc.PendingRollbackError as exc:
+        rollback = exc
+    wrapped = optuna.exceptions.StorageInternalError("query failed")
+    wrapped.__cause__ = rollback
+    from_ray = _RayLikeTaskError(wrapped)
+
+    assert caused_by(from_ray, (sqlalchemy.exc.OperationalError,))
+    assert is_database_error(from_ray)
+    # A plain error raised while handling a database error is not about the database: only a
+    # PendingRollbackError's context is followed.
+    try:
+        try:
+            raise dropped
+        except sqlalchemy.exc.OperationalError:
+            raise ValueError("bad architecture") from None
+    except ValueError as exc:
+        unrelated = exc
+    assert not caused_by(unrelated, (sqlalchemy.exc.OperationalError,))
+    assert not is_database_error(_RayLikeTaskError(unrelated))
+    # ``cause`` attributes that are not exceptions, and cycles, end the walk.
+    odd = RuntimeError("x")
+    odd.cause = "a string"  # type: ignore[attr-defined]
+    assert not caused_by(odd, (sqlalchemy.exc.OperationalError,))
+    loop_a, loop_b = RuntimeError("a"), RuntimeError("b")
+    loop_a.__cause__, loop_b.__cause__ = loop_b, loop_a
+    assert not caused_by(loop_a, (sqlalchemy.exc.OperationalError,))
+    assert not is_database_error(None)
