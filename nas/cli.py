@@ -83,6 +83,13 @@ def search(
         Optional[str],
         typer.Option(help="fid, or fid plus a cost: fid,params | fid,macs | fid,latency (default: the space's)."),
     ] = None,
+    cost_exponent: Annotated[
+        Optional[float],
+        typer.Option(
+            help="How much TPE prefers architectures that train faster: 0 off, 1 improvement per "
+            "second (default: the space's, else gannas's).",
+        ),
+    ] = None,
     workers: Annotated[int, typer.Option(help="Trials running at once.")] = 2,
     cpus_per_trial: Annotated[float, typer.Option(help="CPUs each trial reserves.")] = 1.0,
     gpus_per_trial: Annotated[
@@ -152,6 +159,7 @@ def search(
         pruner=pruner,
         objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()) if objectives else None,
         max_retries=max_retries,
+        cost_exponent=cost_exponent,
     )
     where = WhereToRun(
         storage=storage,

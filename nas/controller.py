@@ -141,8 +141,15 @@ def run_search(
         from search_spaces import space_distributions
 
         grid = space_distributions(space)
+    cost_exponent = how.cost_exponent
+    if cost_exponent is None:
+        cost_exponent = getattr(search_defaults, "cost_exponent", None)
     sampler = make_sampler(
-        sampler_name, seed=what.seed, n_objectives=len(objectives), grid=grid
+        sampler_name,
+        seed=what.seed,
+        n_objectives=len(objectives),
+        grid=grid,
+        cost_exponent=cost_exponent,
     )
     identity = {
         "space": space.name,

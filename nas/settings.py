@@ -10,6 +10,7 @@ programs calling :func:`nas.run_search` get the same checks and the same message
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from gannas.errors import GannasError
@@ -65,6 +66,10 @@ class HowToSearch:
     """``None``: the space file's ``search.objectives`` (``fid`` unless it says otherwise)."""
     max_retries: int = 2
     """How often an architecture whose worker died (not whose training failed) is run again."""
+    cost_exponent: float | None = None
+    """How much TPE prefers candidates predicted to train faster (0: not at all); ``None``: the
+    space file's ``search.cost_exponent``, else :data:`nas.strategies.DEFAULT_TPE_COST_EXPONENT`.
+    Single-objective TPE only."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,10 @@ def validate_settings(what: WhatToSearch, how: HowToSearch, where: WhereToRun) -
         f"--executor must be 'ray' or 'inline', got {where.executor!r}",
     )
     need(how.max_retries >= 0, f"--max-retries must be >= 0, got {how.max_retries}")
+    need(
+        how.cost_exponent is None or (math.isfinite(how.cost_exponent) and how.cost_exponent >= 0),
+        f"--cost-exponent must be a non-negative number, got {how.cost_exponent}",
+    )
     if how.objectives is not None:
         validate_objectives(how.objectives)
     metrics = what.scoring.resolved_metrics()

@@ -45,13 +45,15 @@ from optuna.pruners import (
 from optuna.samplers import BaseSampler, GridSampler, NSGAIISampler, RandomSampler, TPESampler
 from optuna.storages import BaseStorage
 from optuna.study import Study, StudyDirection
-from optuna.trial import FrozenTrial, Trial
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from gannas.errors import GannasError
 from nas.samplers import RegularizedEvolutionSampler
+from nas.samplers.cost_model import TrialCostModel
 
 __all__ = [
     "DEFAULT_STARTUP_TRIALS",
+    "DEFAULT_TPE_COST_EXPONENT",
     "DEFAULT_TPE_STARTUP_TRIALS",
     "GRID_MAX_POINTS",
     "PRUNER_NAMES",
@@ -76,6 +78,20 @@ trials): with 5 the search reached random search's final best FID sooner than wi
 (median 0.0034 against 0.0031). The multivariate TPE with 5 trials has a "good" group of one
 trial, but its kernels keep a prior over the whole space, so it does not collapse onto it."""
 
+DEFAULT_TPE_COST_EXPONENT = 0.0
+"""How much TPE weighs a candidate's predicted cost (see :class:`_TPESampler`); 0 ignores it.
+
+Off by default, on measurement. In ``benchmarks/search_efficiency.py`` (10 seeds, 120 CPU s per
+search, one day, TPE + Hyperband) an exponent of 1 ran 80 trials per search instead of 57, ended
+with a better median best FID (0.0036 against 0.0048; better in 6 seeds, worse in 3), and its
+median best-so-far curve reached random search's median final best sooner (23 against 35 CPU s).
+But its per-seed time to random search's final best, the benchmark's goal, did not improve
+(median speedup 1.53x against 1.56x; faster in 3 of the 9 seeds where either got there). A search
+that prefers generators that train fast at a short budget may also hand the final stage
+architectures that lose at the full budget, which that benchmark (no final stage) cannot show.
+Turn it on (``--cost-exponent 1`` or ``search.cost_exponent`` in the space file) for searches
+bounded by time."""
+
 GRID_MAX_POINTS = 100_000
 """Largest grid accepted: GridSampler materialises the whole product, and no GAN search runs
 anywhere near this many trials."""
@@ -86,6 +102,7 @@ class _SamplerOptions:
     seed: int | None
     grid: Mapping[str, Any] | None
     n_startup_trials: int
+    cost_exponent: float = 0.0
 
 
 def _tpe(opts: _SamplerOptions) -> BaseSampler:
@@ -106,18 +123,53 @@ def _tpe(opts: _SamplerOptions) -> BaseSampler:
             group=True,
             constant_liar=True,
             seed=opts.seed,
+            cost_exponent=opts.cost_exponent,
         )
 
 
 class _TPESampler(TPESampler):
-    """TPE that accepts pruned trials in multi-objective studies.
+    """TPE that accepts pruned trials in multi-objective studies, and can weigh trial cost.
 
     Optuna 5's TPE ranks pruned trials by their last intermediate value using ``study.direction``,
     which raises ``RuntimeError`` in a multi-objective study: Optuna assumes such studies have no
     intermediate values, but gannas prunes them on FID (see :func:`should_prune`). This sampler
     gives TPE a study whose ``direction`` is the first objective's, so pruned trials are ranked by
     their intermediate FID; completed trials are still ranked on all objectives (``directions``).
+
+    With ``cost_exponent`` > 0 (single-objective studies), TPE's acquisition ``log l(x)/g(x)`` of
+    each candidate is lowered by ``cost_exponent * log(predicted seconds per step)``
+    (:class:`nas.samplers.cost_model.TrialCostModel`, fitted on the study's finished trials): an
+    improvement per second rather than per trial. The candidates are still drawn from TPE's
+    ``l(x)``, so the cost only decides among points TPE already finds promising.
     """
+
+    def __init__(self, *, cost_exponent: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._cost_exponent = cost_exponent
+        self._cost_model: TrialCostModel | None = None
+
+    def _sample(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        # Optuna's hook between drawing candidates and ranking them is ``_compute_acquisition_func``
+        # (private; tests/nas/test_cost_aware_tpe.py fails if it stops being called). The cost
+        # model for this group of parameters is fitted here, where the search space is known.
+        self._cost_model = None
+        if self._cost_exponent > 0 and len(study.directions) == 1:
+            finished = study._get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=False
+            )
+            self._cost_model = TrialCostModel.fit(finished, search_space)
+        try:
+            return super()._sample(study, trial, search_space)
+        finally:
+            self._cost_model = None
+
+    def _compute_acquisition_func(self, samples: Any, mpe_below: Any, mpe_above: Any) -> Any:
+        acquisition = super()._compute_acquisition_func(samples, mpe_below, mpe_above)
+        if self._cost_model is None:
+            return acquisition
+        return acquisition - self._cost_exponent * self._cost_model.predict_log(samples)
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -213,6 +265,7 @@ def make_sampler(
     n_objectives: int = 1,
     grid: Mapping[str, Any] | None = None,
     n_startup_trials: int | None = None,
+    cost_exponent: float | None = None,
 ) -> BaseSampler:
     """The Optuna sampler called ``name`` (one of :data:`SAMPLER_NAMES`), set up for short searches.
 
@@ -236,6 +289,9 @@ def make_sampler(
         n_startup_trials: Random trials before modelling starts (TPE) or population size
             (NSGA-II, evolution); when ``None``, :data:`DEFAULT_TPE_STARTUP_TRIALS` for TPE and
             :data:`DEFAULT_STARTUP_TRIALS` for the others. Ignored by ``random`` and ``grid``.
+        cost_exponent: ``tpe`` only, single-objective studies: how strongly a candidate's
+            predicted seconds per step lower its rating (0: not at all, 1: improvement per
+            second); :data:`DEFAULT_TPE_COST_EXPONENT` when ``None``.
 
     Raises:
         GannasError: unknown name, bad numbers, or a grid that cannot be enumerated.
@@ -251,10 +307,15 @@ def make_sampler(
     startup = default if n_startup_trials is None else n_startup_trials
     if startup < 1:
         raise GannasError(f"n_startup_trials must be at least 1, but got {startup}")
+    cost = DEFAULT_TPE_COST_EXPONENT if cost_exponent is None else float(cost_exponent)
+    if not (math.isfinite(cost) and cost >= 0):
+        raise GannasError(f"cost_exponent must be a non-negative number, but got {cost_exponent}")
     if grid is not None and name != "grid":
         raise GannasError(f"a grid was given but the sampler is {name!r}; use sampler 'grid'")
     # n_objectives only needs checking: every sampler here handles any number of objectives.
-    return builder(_SamplerOptions(seed=seed, grid=grid, n_startup_trials=startup))
+    return builder(
+        _SamplerOptions(seed=seed, grid=grid, n_startup_trials=startup, cost_exponent=cost)
+    )
 
 
 # --- grid values ----------------------------------------------------------------------------
@@ -394,8 +455,8 @@ def hyperband_last_rung(min_resource: int, max_resource: int, reduction_factor: 
     trial then meets at least one pruning decision. Measured in that benchmark (5 seeds, 120 CPU s
     each, the same day): TPE + this Hyperband reached random search's final best FID sooner than
     TPE + the full-range Hyperband in 3 seeds, as soon in one, and in the fifth neither did; the
-    median speedup against random was 1.86x and 1.75x in two runs, against 1.49x (its results
-    file, "Findings").
+    median speedup against random was 1.86x and 1.75x in two runs, against 1.49x
+    (``benchmarks/results/search_efficiency_5_seeds_2026-12-01.md``, "Findings").
     """
     return max(min_resource, max_resource // reduction_factor)
 

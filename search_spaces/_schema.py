@@ -398,6 +398,9 @@ class SearchSettings(BaseModel):
     pruner: Annotated[PrunerName, BeforeValidator(_none_pruner)] = "hyperband"
     objectives: Annotated[tuple[ObjectiveName, ...], Field(min_length=1)] = ("fid",)
     """Metrics to optimise (see :data:`OBJECTIVE_DIRECTIONS`); several make it multi-objective."""
+    cost_exponent: Annotated[float | None, Field(ge=0, allow_inf_nan=False)] = None
+    """How much single-objective TPE prefers candidates predicted to train faster (0: not at
+    all); ``None``: gannas's default (``nas.strategies.DEFAULT_TPE_COST_EXPONENT``)."""
 
     @field_validator("objectives")
     @classmethod

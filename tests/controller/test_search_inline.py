@@ -145,3 +145,47 @@ def test_a_trial_enqueued_before_continuing_is_run_not_skipped(quick_search, sto
     assert len(trials) == 2
     assert trials[1].params == queued and trials[1].user_attrs["queued_by"] == "test"
     assert trials[1].state.is_finished()
+
+
+def test_the_cost_exponent_comes_from_the_command_else_the_space_file(
+    quick_search, storage_url, tmp_path, monkeypatch
+):
+    import dataclasses
+
+    import yaml
+
+    from nas import strategies
+    from search_spaces import resolve_space
+
+    seen: list[float | None] = []
+    real = strategies.make_sampler
+
+    def spy(name, **kwargs):
+        seen.append(kwargs.get("cost_exponent"))
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(strategies, "make_sampler", spy)
+    data = yaml.safe_load(resolve_space("dcgan").to_yaml())
+    data["search"] = {**(data.get("search") or {}), "cost_exponent": 0.25}
+    space_file = tmp_path / "costly.yaml"
+    space_file.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    what, how, where = quick_search(trials=1, space=str(space_file), sampler="tpe")
+    run_search(what, how, where)
+    run_search(what, dataclasses.replace(how, trials=2, cost_exponent=0.0), where)
+    assert seen == [0.25, 0.0]
+    trials = _load(storage_url).get_trials()
+    assert len(trials) == 2
+
+
+def test_a_negative_cost_exponent_is_refused_before_anything_is_written(tmp_path, capsys):
+    from nas.cli import main
+
+    db = tmp_path / "never.db"
+    code = main(["search", "--space", "dcgan", "--dataset", "digits", "--trials", "1",
+                 "--storage", f"sqlite:///{db}", "--executor", "inline",
+                 "--cost-exponent", "-1"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.splitlines() == ["error: --cost-exponent must be a non-negative number, got -1.0"]
+    assert not db.exists()

@@ -92,6 +92,8 @@ def test_search_section_is_read(toy_family: object) -> None:
     search = space_from_text(text).search
     assert (search.sampler, search.pruner) == ("random", "none")
     assert search.directions == ["minimize", "minimize"]
+    assert search.cost_exponent is None  # gannas's default applies
+    assert space_from_text(HEADER + "search: {cost_exponent: 0}\n").search.cost_exponent == 0.0
 
 
 def test_models_are_frozen(toy_text: str) -> None:
@@ -258,6 +260,8 @@ def test_structural_errors_name_path_expected_and_found(
             "search.objectives[0]",
             ["'fid'", "found 'accuracy'"],
         ),
+        (HEADER + "search: {cost_exponent: -1}\n", "search.cost_exponent", ["greater than or equal to 0"]),
+        (HEADER + "search: {cost_exponent: .inf}\n", "search.cost_exponent", ["finite"]),
     ],
 )
 def test_top_level_and_search_errors(
