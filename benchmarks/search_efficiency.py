@@ -1,8 +1,10 @@
 """Search efficiency: best FID against search time for random search, TPE and TPE + Hyperband.
 
     .venv/bin/python benchmarks/search_efficiency.py --quick    # < 5 minutes
-    .venv/bin/python benchmarks/search_efficiency.py            # full: 17 min idle, ~30 loaded
+    .venv/bin/python benchmarks/search_efficiency.py            # full: ~32 min on 2 cores
     .venv/bin/python benchmarks/search_efficiency.py --seeds 7 --time-budget 300 --jobs 2
+    .venv/bin/python benchmarks/search_efficiency.py --strategies random,tpe+hyperband,\
+        tpe-cost-aware+hyperband                                # an A/B of cost-aware TPE
 
 Every strategy gets the same time budget per seed on the ``digits`` dataset, on the CPU, through
 the real controller (:func:`nas.run_search`, inline executor: trials run one after another in the
@@ -30,8 +32,10 @@ below: widths 8-32, batch 32-64, <= 2 D steps), not the built-in ``dcgan`` space
 configurations take minutes per trial on this machine.
 
 Outputs (``--out``, default ``benchmarks/results/search_efficiency``): ``.md`` with the table,
-the command and the machine load, ``.png`` with best FID against time (median over seeds, band =
-min..max), and ``.json`` with every trial's finish time and FID. The last line printed is
+the same comparison read at a quarter, half and three quarters of the budget (a search's first
+T seconds are a search of budget T), the command and the machine load; ``.png`` with best FID
+against time (median over seeds, band = min..max); and ``.json`` with every trial's finish time
+and FID. The last line printed is
 ``speedup_vs_random: X``: random search's time to its final best divided by TPE + Hyperband's time
 to reach that value (median over seeds; 0 when TPE + Hyperband never reached it).
 """
@@ -56,14 +60,18 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-STRATEGIES: dict[str, tuple[str, str]] = {
-    "random": ("random", "none"),
-    "tpe": ("tpe", "none"),
-    "tpe+hyperband": ("tpe", "hyperband"),
-    "tpe+sh": ("tpe", "successive_halving"),
-    "tpe+median": ("tpe", "median"),
+STRATEGIES: dict[str, tuple[str, str, float | None]] = {
+    "random": ("random", "none", None),
+    "tpe": ("tpe", "none", None),
+    "tpe+hyperband": ("tpe", "hyperband", None),
+    "tpe+sh": ("tpe", "successive_halving", None),
+    "tpe+median": ("tpe", "median", None),
+    "tpe-cost-aware": ("tpe", "none", 1.0),
+    "tpe-cost-aware+hyperband": ("tpe", "hyperband", 1.0),
 }
-"""Strategy label -> (sampler, pruner) as the controller names them."""
+"""Strategy label -> (sampler, pruner, TPE cost exponent) as the controller names them; a cost
+exponent of None is gannas's default (0: cost-blind). The cost-aware ones rate TPE's candidates
+by improvement per predicted second (``--cost-exponent 1``)."""
 COMPARED = ("random", "tpe", "tpe+hyperband")
 """What a run compares unless ``--strategies`` says otherwise: the three the issue names."""
 
@@ -123,7 +131,7 @@ QUICK = Config(
 )
 """A smoke run: a dozen trials per search, so TPE has barely left its random start."""
 FULL = Config(
-    seeds=(0, 1, 2, 3, 4),
+    seeds=tuple(range(10)),
     time_budget_s=120.0,
     trial_budget=60,
     eval_points=3,
@@ -131,10 +139,11 @@ FULL = Config(
     real_samples=1000,
     resolution=8,
 )
-"""About 55 random-search trials per search; digits' own 8x8 resolution keeps a trial near 2 s.
-Five seeds, not three: a median of three speedups is decided by one seed's luck. 120 CPU s, not
-90: a longer search gives it more trials to act on; 15 searches
-of 120 s on 2 cores are about the most that fits in half an hour on a shared machine."""
+"""About 55-90 random-search trials per search (the machine's speed varies by day); digits' own
+8x8 resolution keeps a trial near 2 s. Ten seeds: the per-seed median speedup of five seeds moved
+between 1.14x and 3.71x with the choice of seeds (seeds 0-4 against 5-9 of one run). 120 CPU s,
+not 90: a longer search gives the models more trials to act on; 30 searches of 120 s take about
+32 minutes on 2 cores."""
 
 
 @dataclass
@@ -252,7 +261,7 @@ def run_strategy(
     from nas.settings import HowToSearch, WhereToRun
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler, pruner = STRATEGIES[strategy]
+    sampler, pruner, cost_exponent = STRATEGIES[strategy]
     result = RunResult(strategy=strategy, seed=seed)
     cpu0, wall0 = time.process_time(), time.perf_counter()
 
@@ -283,7 +292,13 @@ def run_strategy(
     try:
         run_search(
             _settings(cfg, extractor, space_file, seed),
-            HowToSearch(trials=100_000, study="bench", sampler=sampler, pruner=pruner),
+            HowToSearch(
+                trials=100_000,
+                study="bench",
+                sampler=sampler,
+                pruner=pruner,
+                cost_exponent=cost_exponent,
+            ),
             WhereToRun(storage=url, executor="inline", workers=1),
             progress=SearchProgress(on_update=on_update),
             executor=TimedExecutor(),
@@ -352,6 +367,55 @@ def summarize(runs: Sequence[RunResult], cfg: Config) -> list[Summary]:
             )
         )
     return out
+
+
+LENGTH_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+"""Search lengths, as fractions of the budget, at which the results file re-reads the comparison."""
+
+
+@dataclass
+class AtLength:
+    """The comparison read at one search length (the first ``length_s`` CPU s of every run)."""
+
+    length_s: float
+    random_trials: float
+    """Median number of random-search trials finished within ``length_s``."""
+    speedup: dict[str, list[float]]
+    """Strategy -> per-seed speedup against random search at this length."""
+    curve_speedup: dict[str, float]
+    """Strategy -> random's median-curve time to random's median final best / the strategy's."""
+
+
+def by_search_length(
+    runs: Sequence[RunResult], cfg: Config, fractions: Sequence[float] = LENGTH_FRACTIONS
+) -> list[AtLength]:
+    """The comparison at shorter search lengths: a search's first T seconds are a search of T.
+
+    The speedup against random search depends on how long the searches are: random search's
+    final best keeps improving by luck, a model-based search by aiming. This reads it at each
+    ``fraction`` of the budget from the same runs.
+    """
+    random_runs = [r for r in runs if r.strategy == "random"]
+    rows = []
+    for fraction in fractions:
+        length = cfg.time_budget_s * fraction
+        at = Config(**{**asdict(cfg), "time_budget_s": length})
+        summaries = {s.strategy: s for s in summarize(runs, at) if s.strategy != "random"}
+        target = statistics.median(r.final_best(length) for r in random_runs)
+        t_random = median_curve_time_to(random_runs, target, length)
+        curve = {}
+        for strategy in summaries:
+            t = median_curve_time_to([r for r in runs if r.strategy == strategy], target, length)
+            curve[strategy] = t_random / t if math.isfinite(t) and t > 0 else 0.0
+        rows.append(
+            AtLength(
+                length_s=length,
+                random_trials=statistics.median(len(r.within_budget(length)) for r in random_runs),
+                speedup={name: s.speedup for name, s in summaries.items()},
+                curve_speedup=curve,
+            )
+        )
+    return rows
 
 
 def median_curve_time_to(
@@ -488,8 +552,37 @@ def write_markdown(
             f"| {r.strategy} | {r.seed} | {len(r.within_budget(budget))} | {best:.5f} "
             f"| {r.time_to_reach(best, budget):.0f} | {r.cpu_s:.0f} | {r.wall_s:.0f} |"
         )
+    lines += _length_table(runs, cfg)
     lines += ["", f"![best FID against time]({path.with_suffix('.png').name})", ""]
     path.write_text("\n".join(lines))
+
+
+def _length_table(runs: Sequence[RunResult], cfg: Config) -> list[str]:
+    rows = by_search_length(runs, cfg)
+    strategies = [s for s in cfg.strategies if s != "random"]
+    if not rows or not strategies:
+        return []
+    lines = [
+        "",
+        "By search length: the same runs cut to their first T CPU seconds (a search's first T "
+        "seconds are a search of budget T). Per strategy: the per-seed median speedup against "
+        "random search, how many seeds reached 3x, and the median-curve ratio (random's "
+        "median-curve time to its median final best / the strategy's).",
+        "",
+        "| search length (CPU s) | random trials (median) | "
+        + " | ".join(f"{s}: per-seed median (seeds >= 3x) | {s}: median curve" for s in strategies)
+        + " |",
+        "|---|---|" + "---|---|" * len(strategies),
+    ]
+    for row in rows:
+        cells = []
+        for s in strategies:
+            speed = row.speedup.get(s, [])
+            med = statistics.median(speed) if speed else 0.0
+            hits = sum(x >= 3.0 for x in speed)
+            cells.append(f"{med:.2f}x ({hits}/{len(speed)}) | {row.curve_speedup.get(s, 0.0):.1f}x")
+        lines.append(f"| {row.length_s:.0f} | {row.random_trials:g} | " + " | ".join(cells) + " |")
+    return lines
 
 
 # --- main ------------------------------------------------------------------------------------

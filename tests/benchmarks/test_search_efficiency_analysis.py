@@ -112,3 +112,17 @@ def test_without_tpe_hyperband_runs_the_speedup_is_not_reported_as_zero(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "speedup_vs_random: n/a (no tpe+hyperband runs)"
     assert "| tpe | 1 | 0 | 0 | 0.20000 | 10 | 9.00x |" in (tmp_path / "out.md").read_text()
+
+
+def test_the_results_file_reads_the_comparison_at_shorter_search_lengths(tmp_path: Path) -> None:
+    saved = _write(tmp_path / "runs.json", ["random", "tpe+hyperband"], [RANDOM, HYPERBAND])
+    proc = _analyse(tmp_path, "--from-json", str(saved))
+    assert proc.returncode == 0, proc.stderr
+    table = (tmp_path / "out.md").read_text()
+    # 25 and 50 s: random's best is its first trial (0.9 at 10 s), which TPE + Hyperband's first
+    # trial (0.8 at 10 s) matches at the same time: 1x. From 75 s on random's best is 0.5 at 60 s
+    # (then 0.3 at 90 s), reached at 20 s (30 s): 3x, on the per-seed and on the curve reading.
+    assert "| 25 | 1 | 1.00x (0/1) | 1.0x |" in table
+    assert "| 50 | 1 | 1.00x (0/1) | 1.0x |" in table
+    assert "| 75 | 2 | 3.00x (1/1) | 3.0x |" in table
+    assert "| 100 | 3 | 3.00x (1/1) | 3.0x |" in table
