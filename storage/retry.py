@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from gannas.errors import StorageError
 from storage.urls import redact_text
 
-__all__ = ["DEFAULT_RETRY_ON", "call_with_retries", "caused_by", "is_transient"]
+__all__ = ["DEFAULT_RETRY_ON", "call_with_retries", "caused_by"]
 
 T = TypeVar("T")
 
@@ -74,11 +74,6 @@ def caused_by(exc: BaseException | None, types: tuple[type[BaseException], ...])
     return False
 
 
-def is_transient(exc: BaseException, retry_on: tuple[type[BaseException], ...]) -> bool:
-    """Whether ``exc`` is worth retrying: it was caused by one of ``retry_on`` (:func:`caused_by`)."""
-    return caused_by(exc, retry_on)
-
-
 def call_with_retries(
     fn: Callable[..., T],
     *args: Any,
@@ -106,7 +101,7 @@ def call_with_retries(
         try:
             return fn(*args, **kwargs)
         except BaseException as exc:
-            if not isinstance(exc, Exception) or not is_transient(exc, transient):
+            if not isinstance(exc, Exception) or not caused_by(exc, transient):
                 raise
             reason = _describe(exc)
             if attempt == attempts:
