@@ -87,7 +87,7 @@ def search(
         Optional[float],
         typer.Option(
             help="How much TPE prefers architectures that train faster: 0 off, 1 improvement per "
-            "second (default: the space's, else gannas's).",
+            "second (default: the space's, else gannas's). Single-objective tpe only.",
         ),
     ] = None,
     workers: Annotated[int, typer.Option(help="Trials running at once.")] = 2,

@@ -132,6 +132,15 @@ def run_search(
     pruner_name = how.pruner or getattr(search_defaults, "pruner", None) or "hyperband"
     study_name = how.study or default_study_name(space.name, data.name, what.resolution)
     objectives = tuple(how.objectives or getattr(search_defaults, "objectives", None) or ("fid",))
+    if how.cost_exponent and (sampler_name != "tpe" or len(objectives) > 1):
+        # Only the single-objective TPE can weigh cost; an explicit request that would be ignored
+        # is refused. The space file's value is a TPE default and stays silent under other
+        # samplers, so ``--sampler random`` on such a space still works.
+        raise GannasError(
+            f"--cost-exponent applies to the single-objective tpe sampler, but this search uses "
+            f"sampler {sampler_name!r} with objectives {','.join(objectives)}; drop "
+            "--cost-exponent (or use --sampler tpe with one objective)"
+        )
 
     storage = open_storage(
         url, heartbeat_interval=where.heartbeat_interval, grace_period=where.grace_period

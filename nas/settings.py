@@ -69,7 +69,8 @@ class HowToSearch:
     cost_exponent: float | None = None
     """How much TPE prefers candidates predicted to train faster (0: not at all); ``None``: the
     space file's ``search.cost_exponent``, else :data:`nas.strategies.DEFAULT_TPE_COST_EXPONENT`.
-    Single-objective TPE only."""
+    Single-objective TPE only: set here with another sampler or several objectives, the search is
+    refused."""
 
 
 @dataclass(frozen=True)

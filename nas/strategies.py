@@ -70,13 +70,17 @@ DEFAULT_STARTUP_TRIALS = 10
 """The NSGA-II and evolution population: a search of 30-60 trials cannot spend more than about a
 fifth of them on one generation, and fewer than 10 noisy FIDs make a tournament of two."""
 
-DEFAULT_TPE_STARTUP_TRIALS = 5
+DEFAULT_TPE_STARTUP_TRIALS = 3
 """Random trials before TPE starts modelling (Optuna's default is 10). Measured in
-``benchmarks/search_efficiency.py`` (TPE + Hyperband, 5 seeds, 120 CPU s per search, ~50
-trials): with 5 the search reached random search's final best FID sooner than with 10 in 3 of the
-4 seeds where either reached it (41/43/60 CPU s against 77/99/74), with a similar final best
-(median 0.0034 against 0.0031). The multivariate TPE with 5 trials has a "good" group of one
-trial, but its kernels keep a prior over the whole space, so it does not collapse onto it."""
+``benchmarks/search_efficiency.py`` (TPE + Hyperband, 120 CPU s per search, ~47 random trials):
+against 5 start-up trials, over 20 seeds (0-19, two same-day runs,
+``benchmarks/results/search_efficiency_startup_ab.md``), 3 reached random search's final best FID
+sooner in 12 seeds and later in 5 (3 ties; median paired ratio 1.15x), ended with a better best
+FID in 13 (median 0.0036 against 0.0048), and reached 3x random's speed in 7 seeds against 3.
+Earlier, 5 had beaten 10 the same way. Random start-up trials are the part of a search that
+cannot beat random search, and a search of tens of trials has few to spare. The multivariate
+TPE after 3 trials has a "good" group of one trial, but its kernels keep a prior over the whole
+space, so it does not collapse onto it."""
 
 DEFAULT_TPE_COST_EXPONENT = 0.0
 """How much TPE weighs a candidate's predicted cost (see :class:`_TPESampler`); 0 ignores it.

@@ -126,3 +126,53 @@ def test_the_results_file_reads_the_comparison_at_shorter_search_lengths(tmp_pat
     assert "| 50 | 1 | 1.00x (0/1) | 1.0x |" in table
     assert "| 75 | 2 | 3.00x (1/1) | 3.0x |" in table
     assert "| 100 | 3 | 3.00x (1/1) | 3.0x |" in table
+
+
+def _load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("search_efficiency_under_test", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules while the module is being executed
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bootstrap_interval_of_the_median_matches_the_exact_resampling_distribution() -> None:
+    import itertools
+    import statistics
+
+    bench = _load_script()
+    # Three seeds: all 27 resamples are equally likely, so the exact 5 % and 95 % quantiles of
+    # the resampled median are known. Each end value is the median with probability 7/27 > 5 %.
+    values = [1.0, 2.0, 10.0]
+    exact = sorted(statistics.median(c) for c in itertools.product(values, repeat=3))
+    assert exact.count(1.0) == exact.count(10.0) == 7
+    assert bench.bootstrap_median_interval(values) == (1.0, 10.0)
+    # A 40 % interval of the same values excludes the ends (P(median in {1, 10}) = 14/27 > 60 %
+    # would be needed to keep them at the 30 % and 70 % quantiles; it is 7/27 each side).
+    assert bench.bootstrap_median_interval(values, level=0.4) == (2.0, 2.0)
+    # Identical seeds leave nothing to resample; no seeds, nothing to say.
+    assert bench.bootstrap_median_interval([3.0] * 10) == (3.0, 3.0)
+    lo, hi = bench.bootstrap_median_interval([])
+    assert lo != lo and hi != hi  # NaN
+
+
+def test_the_table_shows_the_interval_of_each_per_seed_median(tmp_path: Path) -> None:
+    runs = [RANDOM, HYPERBAND]
+    saved = _write(tmp_path / "runs.json", ["random", "tpe+hyperband"], runs)
+    proc = _analyse(tmp_path, "--from-json", str(saved))
+    assert proc.returncode == 0, proc.stderr
+    table = (tmp_path / "out.md").read_text()
+    # One seed: every resample is that seed, so the interval is the point.
+    assert "| tpe+hyperband | 4 | 1 | 0 | 0.25000 | 30 | 3.00x | 3.00x-3.00x | 30 |" in table
+    assert "90% interval of that median (bootstrap over seeds)" in table
+
+
+def test_a_negative_first_seed_is_refused_before_any_search_runs(tmp_path: Path) -> None:
+    proc = _analyse(tmp_path, "--first-seed", "-1")
+    assert proc.returncode != 0
+    assert "--first-seed must be a non-negative integer, got -1" in proc.stderr
+    assert not (tmp_path / "out.md").exists()

@@ -189,3 +189,28 @@ def test_a_negative_cost_exponent_is_refused_before_anything_is_written(tmp_path
     assert code != 0
     assert err.splitlines() == ["error: --cost-exponent must be a non-negative number, got -1.0"]
     assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--sampler", "random"], "sampler 'random' with objectives fid"),
+        (["--objectives", "fid,params"], "sampler 'tpe' with objectives fid,params"),
+    ],
+)
+def test_a_cost_exponent_the_search_would_ignore_is_refused_before_anything_is_written(
+    tmp_path, capsys, extra, named
+):
+    from nas.cli import main
+
+    db = tmp_path / "never.db"
+    code = main(["search", "--space", "dcgan", "--dataset", "digits", "--trials", "1",
+                 "--storage", f"sqlite:///{db}", "--executor", "inline",
+                 "--cost-exponent", "1", *extra])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.splitlines() == [
+        f"error: --cost-exponent applies to the single-objective tpe sampler, but this search "
+        f"uses {named}; drop --cost-exponent (or use --sampler tpe with one objective)"
+    ]
+    assert not db.exists()

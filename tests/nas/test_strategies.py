@@ -20,6 +20,7 @@ from gannas.errors import GannasError
 from nas.samplers import RegularizedEvolutionSampler
 from nas.settings import eval_steps
 from nas.strategies import (
+    DEFAULT_TPE_STARTUP_TRIALS,
     PRUNER_NAMES,
     SAMPLER_NAMES,
     FirstObjectivePruner,
@@ -100,27 +101,28 @@ def test_tpe_is_multivariate_grouped_and_constant_liar() -> None:
     assert sampler._multivariate is True
     assert sampler._group is True
     assert sampler._constant_liar is True
-    assert sampler._n_startup_trials == 5  # DEFAULT_TPE_STARTUP_TRIALS, not Optuna's 10
+    assert sampler._n_startup_trials == 3  # DEFAULT_TPE_STARTUP_TRIALS, not Optuna's 10
     longer = make_sampler("tpe", seed=0, n_startup_trials=10)
     assert isinstance(longer, TPESampler)
     assert longer._n_startup_trials == 10
 
 
-def test_tpe_models_from_its_sixth_trial() -> None:
-    # The first five trials are random draws (the same as random search with the same seed);
-    # from the sixth on TPE proposes near the best trial so far.
+def test_tpe_models_once_its_start_up_trials_are_done() -> None:
+    # The first DEFAULT_TPE_STARTUP_TRIALS trials are random draws (the same as random search
+    # with the same seed); from the next one on TPE proposes near the best trial so far.
     space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    startup = DEFAULT_TPE_STARTUP_TRIALS
 
     def run(name: str) -> list[float]:
         study = optuna.create_study(sampler=make_sampler(name, seed=3))
-        for _ in range(8):
+        for _ in range(startup + 3):
             trial = study.ask(space)
             study.tell(trial, abs(trial.params["x"] - 0.5))
         return [t.params["x"] for t in study.trials]
 
     tpe, rnd = run("tpe"), run("random")
-    assert tpe[:5] == rnd[:5]
-    assert tpe[5:] != rnd[5:]
+    assert tpe[:startup] == rnd[:startup]
+    assert all(a != b for a, b in zip(tpe[startup:], rnd[startup:], strict=True))
 
 
 def test_population_sizes_follow_startup_trials() -> None:
