@@ -33,8 +33,9 @@ below: widths 8-32, batch 32-64, <= 2 D steps), not the built-in ``dcgan`` space
 configurations take minutes per trial on this machine.
 
 Outputs (``--out``, default ``benchmarks/results/search_efficiency``): ``.md`` with the table
-(each per-seed median speedup with a bootstrap interval over seeds), the same comparison read at a quarter, half and three quarters of the budget (a search's first
-T seconds are a search of budget T), the command and the machine load; ``.png`` with best FID
+(each per-seed median speedup with a bootstrap interval over seeds), the same comparison read at
+a quarter, half and three quarters of the budget (a search's first T seconds are a search of
+budget T), the command and the machine load; ``.png`` with best FID
 against time (median over seeds, band = min..max); and ``.json`` with every trial's finish time
 and FID. The last line printed is
 ``speedup_vs_random: X``: random search's time to its final best divided by TPE + Hyperband's time
