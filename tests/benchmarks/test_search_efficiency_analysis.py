@@ -128,23 +128,13 @@ def test_the_results_file_reads_the_comparison_at_shorter_search_lengths(tmp_pat
     assert "| 100 | 3 | 3.00x (1/1) | 3.0x |" in table
 
 
-def _load_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("search_efficiency_under_test", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look their module up in sys.modules while the module is being executed
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_bootstrap_interval_of_the_median_matches_the_exact_resampling_distribution() -> None:
+def test_the_bootstrap_interval_of_the_median_matches_the_exact_resampling_distribution(
+    load_benchmark,
+) -> None:
     import itertools
     import statistics
 
-    bench = _load_script()
+    bench = load_benchmark("search_efficiency")
     # Three seeds: all 27 resamples are equally likely, so the exact 5 % and 95 % quantiles of
     # the resampled median are known. Each end value is the median with probability 7/27 > 5 %.
     values = [1.0, 2.0, 10.0]

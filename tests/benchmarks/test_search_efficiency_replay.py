@@ -6,7 +6,6 @@ committed ``search_efficiency.json``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import subprocess
@@ -20,14 +19,8 @@ SCRIPT = REPO / "benchmarks" / "search_efficiency_replay.py"
 
 
 @pytest.fixture(scope="module")
-def replay():
-    spec = importlib.util.spec_from_file_location("search_efficiency_replay_under_test", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look their module up in sys.modules while the module is being executed
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def replay(load_benchmark):
+    return load_benchmark("search_efficiency_replay")
 
 
 def _trial(replay, cpu_s: float, fid: float):
