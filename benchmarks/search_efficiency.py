@@ -619,7 +619,11 @@ def _length_table(runs: Sequence[RunResult], cfg: Config) -> list[str]:
 # --- main ------------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, program: str = "benchmarks/search_efficiency.py"
+) -> int:
+    """Run (or re-read) the comparison; ``program`` is the script named in the results' command
+    line (a wrapper that adds strategies names itself)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Reduced version (< 5 minutes).")
     parser.add_argument("--seeds", type=int, help="Number of seeds (0..N-1).")
@@ -712,7 +716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = _run_all(cfg, args.jobs)
         elapsed = time.perf_counter() - started
         load_after = os.getloadavg()
-        command = "python benchmarks/search_efficiency.py " + " ".join(
+        command = f"python {program} " + " ".join(
             sys.argv[1:] if argv is None else argv
         )
     json_path = args.json or (None if args.from_json else out.with_suffix(".json"))

@@ -5,11 +5,14 @@
 
 No training happens here: both analyses re-read runs that ``search_efficiency.py`` saved.
 
-1. **All pairs.** A seed's random search and its TPE search share nothing but the seed number
-   (``RandomSampler`` and TPE's start-up draws differ), so every (random run, strategy run) pair
-   of one file is a draw of the per-seed speedup, not only the pairs of equal seed. The median
-   over all N x N pairs estimates the per-seed median with less of the luck of which runs happen
-   to share a seed number.
+1. **All pairs.** A seed's random search and its TPE search share only their first trials: TPE
+   draws its start-up trials from a ``RandomSampler`` with the same seed, so both searches begin
+   with the same ``DEFAULT_TPE_STARTUP_TRIALS`` architectures, trained with the same seeds, and a
+   random search that finds its final best among them is matched at once (a speedup near 1).
+   After those they share nothing, so every (random run, strategy run) pair of one file is a draw
+   of the per-seed speedup with independent start-ups, not only the pairs of equal seed. The
+   median over all N x N pairs estimates the per-seed median with less of the luck of which runs
+   happen to share a seed number.
 
 2. **Replay.** Random search's recorded trials are independent draws from the space, each with
    its CPU seconds and its FID at every evaluation step. Resampling them gives any number of

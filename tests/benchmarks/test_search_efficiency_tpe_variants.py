@@ -1,0 +1,73 @@
+"""The TPE-variant wrapper of the search-efficiency benchmark: which TPE each strategy gets.
+
+The searches take minutes; these check the plumbing that decides which sampler a search runs
+with, which is what the committed comparison of TPE settings rests on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from nas import strategies
+from nas.strategies import make_sampler
+
+
+@pytest.fixture(scope="module")
+def variants(load_benchmark):
+    return load_benchmark("search_efficiency_tpe_variants")
+
+
+def _settings(sampler: Any) -> tuple[int, bool, float]:
+    return (
+        sampler._n_ei_candidates,
+        sampler._multivariate,
+        sampler._parzen_estimator_parameters.prior_weight,
+    )
+
+
+def test_tpe_options_apply_inside_the_block_only(variants):
+    default = _settings(make_sampler("tpe", seed=0))
+    assert default == (24, True, 1.0)  # gannas's TPE: Optuna's candidates and prior, multivariate
+
+    with variants.tpe_options({"n_ei_candidates": 128, "multivariate": False, "group": False}):
+        inside = make_sampler("tpe", seed=0)
+    assert _settings(inside)[:2] == (128, False)
+    # What the override leaves alone is still gannas's: start-up trials and constant liar.
+    assert inside._n_startup_trials == strategies.DEFAULT_TPE_STARTUP_TRIALS
+    assert inside._constant_liar is True
+    assert _settings(make_sampler("tpe", seed=0)) == default
+
+
+def test_tpe_options_are_undone_when_the_search_fails(variants):
+    with pytest.raises(RuntimeError), variants.tpe_options({"n_ei_candidates": 7}):
+        raise RuntimeError("the search crashed")
+    assert _settings(make_sampler("tpe", seed=0))[0] == 24
+
+
+def test_every_variant_is_a_tpe_hyperband_strategy_that_optuna_accepts(variants):
+    for label, overrides in variants.TPE_VARIANTS.items():
+        assert variants.bench.STRATEGIES[label] == ("tpe", "hyperband", None)
+        with variants.tpe_options(overrides):
+            sampler = make_sampler("tpe", seed=0)
+        assert isinstance(sampler, strategies._TPESampler)
+    gamma = variants.TPE_VARIANTS["tpe-gamma25+hyperband"]["gamma"]
+    assert [gamma(n) for n in (1, 4, 5, 40, 200)] == [1, 1, 2, 10, 25]
+
+
+def test_a_search_runs_with_its_own_variant_and_others_with_the_default(variants, monkeypatch):
+    seen: dict[str, tuple[int, bool, float]] = {}
+
+    def fake_search(strategy: str, seed: int, *args: Any) -> str:
+        seen[strategy] = _settings(make_sampler("tpe", seed=seed))
+        return strategy
+
+    monkeypatch.setattr(variants, "_run_strategy", fake_search)
+    for label in ("tpe-univariate+hyperband", "tpe-prior05+hyperband", "tpe+hyperband"):
+        assert variants.run_strategy(label, 3, "cfg") == label
+    assert seen["tpe-univariate+hyperband"] == (24, False, 1.0)
+    assert seen["tpe-prior05+hyperband"] == (24, True, 0.5)
+    assert seen["tpe+hyperband"] == (24, True, 1.0)
+    # The benchmark's job runner calls the wrapped function, so the pool's searches get it too.
+    assert variants.bench.run_strategy is variants.run_strategy
