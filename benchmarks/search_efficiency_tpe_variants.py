@@ -30,7 +30,7 @@ from nas import strategies  # noqa: E402
 
 
 def _quarter(n: int) -> int:
-    # Optuna's default is min(ceil(0.1 n), 25): one "good" trial until the 11th.
+    # Optuna's default is min(ceil(0.1 n), 25): a single "good" trial up to the 10th trial.
     return min(math.ceil(0.25 * n), 25)
 
 
@@ -42,8 +42,6 @@ TPE_VARIANTS: dict[str, dict[str, Any]] = {
     "tpe-ei128+hyperband": {"n_ei_candidates": 128},
     # The best quarter of trials form the "good" density instead of the best tenth.
     "tpe-gamma25+hyperband": {"gamma": _quarter},
-    # Less weight on the uniform prior component: proposals stay closer to the good trials.
-    "tpe-prior05+hyperband": {"prior_weight": 0.5},
 }
 """Strategy label -> TPESampler keyword arguments that replace gannas's for that strategy."""
 

@@ -64,10 +64,10 @@ def test_a_search_runs_with_its_own_variant_and_others_with_the_default(variants
         return strategy
 
     monkeypatch.setattr(variants, "_run_strategy", fake_search)
-    for label in ("tpe-univariate+hyperband", "tpe-prior05+hyperband", "tpe+hyperband"):
+    for label in ("tpe-univariate+hyperband", "tpe-ei128+hyperband", "tpe+hyperband"):
         assert variants.run_strategy(label, 3, "cfg") == label
     assert seen["tpe-univariate+hyperband"] == (24, False, 1.0)
-    assert seen["tpe-prior05+hyperband"] == (24, True, 0.5)
+    assert seen["tpe-ei128+hyperband"] == (128, True, 1.0)
     assert seen["tpe+hyperband"] == (24, True, 1.0)
     # The benchmark's job runner calls the wrapped function, so the pool's searches get it too.
     assert variants.bench.run_strategy is variants.run_strategy
