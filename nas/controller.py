@@ -26,6 +26,7 @@ from nas import attrs
 from nas.executors import Executor, Finished, describe_error, is_database_error, make_executor
 from nas.settings import HowToSearch, WhatToSearch, WhereToRun, eval_steps, validate_settings
 from nas.study_state import (
+    check_feature_network,
     count_finished,
     fail_trial,
     next_retry,
@@ -205,6 +206,8 @@ def run_search(
     try:
         progress.on_message("computing reference statistics of the real data (cached on disk)")
         reference = executor.compute_reference(score, where.device)
+        if reference.extractor_identity is not None:
+            check_feature_network(study, reference.extractor_identity)
         loop = _Loop(
             study=study,
             storage=storage,
@@ -233,7 +236,7 @@ def run_search(
             sample=lambda trial: sample_config(
                 space, trial, resolution=what.resolution, channels=channels
             ),
-            reference=reference,
+            reference=reference.handle,
             target=target,
             workers=where.workers,
             max_retries=how.max_retries,

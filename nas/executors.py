@@ -28,8 +28,19 @@ class Finished:
     error: BaseException | None
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The real data's reference statistics as an executor hands them to its trials."""
+
+    handle: Any
+    """What :meth:`Executor.submit` passes to each trial: the statistics, or a Ray object
+    reference to them."""
+    extractor_identity: str | None
+    """The feature network that computed them (``name:sha256=HEX``); ``None`` where unknown."""
+
+
 class Executor(Protocol):
-    def compute_reference(self, spec: ScoringSpec, device: str | None) -> Any: ...
+    def compute_reference(self, spec: ScoringSpec, device: str | None) -> Reference: ...
     def submit(self, job: TrialJob, reference: Any) -> None: ...
     def wait(self, timeout: float) -> list[Finished]: ...
     def running(self) -> list[TrialJob]: ...
@@ -65,10 +76,11 @@ class InlineExecutor:
     def __init__(self) -> None:
         self._queue: list[tuple[TrialJob, Any]] = []
 
-    def compute_reference(self, spec: ScoringSpec, device: str | None) -> Any:
+    def compute_reference(self, spec: ScoringSpec, device: str | None) -> Reference:
         from nas.scoring import compute_reference, pick_device
 
-        return compute_reference(spec, pick_device(device))
+        reference = compute_reference(spec, pick_device(device))
+        return Reference(reference, reference.extractor_identity)
 
     def submit(self, job: TrialJob, reference: Any) -> None:
         self._queue.append((job, reference))
@@ -155,10 +167,10 @@ class RayExecutor:
                 f"{total.get('CPU', 0):g}; lower --cpus-per-trial"
             )
 
-    def compute_reference(self, spec: ScoringSpec, device: str | None) -> Any:
+    def compute_reference(self, spec: ScoringSpec, device: str | None) -> Reference:
         reference = self._ray.get(self._reference.remote(spec, device))
         # Put once: every trial task then reads the same object instead of a copy per task.
-        return self._ray.put(reference)
+        return Reference(self._ray.put(reference), reference.extractor_identity)
 
     def submit(self, job: TrialJob, reference: Any) -> None:
         self._pending[self._trial.remote(job, reference)] = job

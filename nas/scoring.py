@@ -7,6 +7,7 @@ reloadable things (never trial state).
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Any
 
@@ -28,6 +29,7 @@ def _extractor(
     inception_weights: str | None,
     allow_unverified: bool,
     device: str,
+    file_stamp: tuple[int, int] | None,
 ) -> Any:
     from trainers import metrics
 
@@ -39,9 +41,24 @@ def _extractor(
     return metrics.InceptionFeatureExtractor(weights, device=device)
 
 
+def _file_stamp(path: str | None) -> tuple[int, int] | None:
+    """(modification time, size) of ``path``: part of the cache key, so that a network file
+    replaced at the same path is loaded again instead of served from the cache."""
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None  # missing: the extractor's own loading reports it
+    return stat.st_mtime_ns, stat.st_size
+
+
 def build_extractor(spec: ScoringSpec, device: str) -> Any:
     s = spec.scoring
-    return _extractor(s.feature_extractor, s.inception_weights, s.allow_unverified_weights, device)
+    stamp = _file_stamp(s.feature_extractor or s.inception_weights)
+    return _extractor(
+        s.feature_extractor, s.inception_weights, s.allow_unverified_weights, device, stamp
+    )
 
 
 def compute_reference(spec: ScoringSpec, device: str) -> Any:

@@ -81,6 +81,27 @@ def open_study(
     return study
 
 
+def check_feature_network(study: optuna.Study, extractor_identity: str) -> None:
+    """Refuse to score more trials of ``study`` with another feature network than its trials had.
+
+    The study's identity names the extractor as it was given (a path, or ``inception-v3``), which
+    cannot tell a file that changed at the same path, or unverified Inception weights swapped for
+    others. Each scored trial records the sha256 of the network in its FID protocol, so the
+    network of the reference statistics (``name:sha256=HEX``) is checked against those records.
+    """
+    sha256 = extractor_identity.rpartition("sha256=")[2]
+    for trial in study.get_trials(deepcopy=False):
+        protocol = trial.user_attrs.get(attrs.PROTOCOL) or {}
+        recorded = protocol.get("weights_sha256")
+        if recorded and recorded != sha256:
+            raise GannasError(
+                f"study {study.study_name!r} scored trial {trial.number} with the feature network "
+                f"{protocol.get('feature_extractor')!r} of sha256 {recorded}, but this search's "
+                f"feature network has sha256 {sha256}; continuing would mix incomparable FIDs. "
+                "Use the original network file, or another --study name"
+            )
+
+
 def fail_trial(
     storage: optuna.storages.BaseStorage,
     trial_id: int,

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from nas import attrs
 from nas.controller import SearchInterrupted, run_search, trials_prepared_ahead
-from nas.executors import Finished
+from nas.executors import Finished, Reference
 
 
 class _InstantExecutor:
@@ -40,8 +40,8 @@ class _InstantExecutor:
         self.submitted: list[int] = []
         self._study_id: int | None = None
 
-    def compute_reference(self, spec: Any, device: str | None) -> Any:
-        return None
+    def compute_reference(self, spec: Any, device: str | None) -> Reference:
+        return Reference(handle=None, extractor_identity=None)
 
     def submit(self, job: Any, reference: Any) -> None:
         self._study_id = self._storage.get_study_id_from_name(job.study_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import optuna
@@ -76,6 +77,32 @@ def test_continuing_with_other_settings_is_refused(quick_search, storage_url):
     with pytest.raises(GannasError, match="budget"):
         run_search(other, how, where)
     assert len(_load(storage_url).get_trials()) == 1
+
+
+def test_continuing_with_a_changed_feature_network_file_is_refused(
+    quick_search, storage_url, tmp_path
+):
+    # The identity names the extractor by its path, which stays the same when the file is
+    # replaced; the trials' recorded sha256 catches it before any trial is scored with it.
+    from trainers.metrics.testing import write_tiny_torchscript_extractor
+
+    extractor = tmp_path / "network.pt"
+    write_tiny_torchscript_extractor(extractor, dim=16, seed=0)
+    what, how, where = quick_search(trials=1)
+    what = dataclasses.replace(
+        what, scoring=dataclasses.replace(what.scoring, feature_extractor=str(extractor))
+    )
+    run_search(what, how, where)
+    recorded = _load(storage_url).trials[0].user_attrs[attrs.PROTOCOL]["weights_sha256"]
+
+    write_tiny_torchscript_extractor(extractor, dim=16, seed=1)
+    more = dataclasses.replace(how, trials=2)
+    with pytest.raises(GannasError, match=f"trial 0 .*sha256 {recorded}.*another --study"):
+        run_search(what, more, where)
+    assert len(_load(storage_url).trials) == 1
+
+    write_tiny_torchscript_extractor(extractor, dim=16, seed=0)  # the original network again
+    assert run_search(what, more, where).trials_run_now == 1
 
 
 def test_pruned_trials_are_pruned_with_their_last_value(quick_search, storage_url):
