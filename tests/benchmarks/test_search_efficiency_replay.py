@@ -7,6 +7,7 @@ committed ``search_efficiency.json``.
 from __future__ import annotations
 
 import json
+import math
 import random
 import subprocess
 import sys
@@ -124,6 +125,22 @@ def test_concentration_counts_early_trials_that_beat_random_search_thresholds(re
     assert counts == {"random": {0.5: (0, 2), 0.25: (0, 2)}, "tpe": {0.5: (2, 2), 0.25: (1, 2)}}
 
 
+def test_discovery_counts_trials_at_random_search_final_best_after_the_shared_start_up(
+    replay,
+) -> None:
+    runs = [
+        _run(replay, "random", 0, [(5, 0.5), (10, 0.9), (20, 0.6)]),  # best 0.5, its first trial
+        _run(replay, "random", 1, [(5, 0.9), (10, 0.8), (30, 0.4)]),  # best 0.4 at 30 s
+        # seed 0: the shared first trial reaches 0.5 at 5 s; after the start-up 0.45 and 0.5 hit
+        _run(replay, "tpe", 0, [(5, 0.5), (8, 0.7), (12, 0.45), (15, 0.5), (70, 0.1)]),
+        _run(replay, "tpe", 1, [(5, 0.9), (10, 0.8), (20, 0.6)]),  # never reaches 0.4
+    ]
+    found = replay.discovery(runs, budget=60.0, startup=2)
+    assert found["random"] == [replay.Discovery(0, 5.0, 0), replay.Discovery(1, 30.0, 1)]
+    # the 0.1 at 70 s is after the budget
+    assert found["tpe"] == [replay.Discovery(0, 5.0, 2), replay.Discovery(1, math.inf, 0)]
+
+
 def test_the_reading_names_the_widest_sampler_that_meets_the_goal(replay) -> None:
     rows = [
         replay.ReplayRow(0.5, "none", [1.0, 2.0, 2.5]),
@@ -188,7 +205,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_script_writes_all_three_tables_from_saved_runs(tmp_path: Path) -> None:
+def test_the_script_writes_all_four_tables_from_saved_runs(tmp_path: Path) -> None:
     saved = _saved_runs(tmp_path / "runs.json")
     out = tmp_path / "replay.md"
     proc = _cli("--json", str(saved), "--sims", "4", "--out", str(out))
@@ -203,6 +220,11 @@ def test_the_script_writes_all_three_tables_from_saved_runs(tmp_path: Path) -> N
         for pruner in ("none", "median", "successive_halving", "hyperband"):
             assert f"| {q} | {pruner} | " in text
     assert "| tpe+hyperband | 2/2 (100%) |" in text
+    # random's final bests: 0.8 at 40 s (seed 0, its 5th trial, after the 3 shared start-up
+    # trials) and 1.2 at 25 s (seed 1, its 2nd: a start-up trial); TPE + Hyperband reaches them at
+    # 30 s and 20 s, with 2 trials each, all start-up. Medians 32.5 s (printed 32) and 25 s.
+    assert "| random | 32 | 0/2 | 0.5 [0-1] |" in text
+    assert "| tpe+hyperband | 25 | 0/2 | 0 [0-0] |" in text
 
 
 def test_a_missing_results_file_is_named_and_nothing_is_written(tmp_path: Path) -> None:
