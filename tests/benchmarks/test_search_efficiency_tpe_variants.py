@@ -54,6 +54,9 @@ def test_every_variant_is_a_tpe_hyperband_strategy_that_optuna_accepts(variants)
         assert isinstance(sampler, strategies._TPESampler)
     gamma = variants.TPE_VARIANTS["tpe-gamma25+hyperband"]["gamma"]
     assert [gamma(n) for n in (1, 4, 5, 40, 200)] == [1, 1, 2, 10, 25]
+    # make_sampler passes its own start-up count; the variant's replaces it
+    with variants.tpe_options(variants.TPE_VARIANTS["tpe-2-startup+hyperband"]):
+        assert make_sampler("tpe", seed=0)._n_startup_trials == 2
 
 
 def test_a_search_runs_with_its_own_variant_and_others_with_the_default(variants, monkeypatch):
