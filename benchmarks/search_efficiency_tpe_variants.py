@@ -10,13 +10,17 @@ from what :func:`nas.strategies.make_sampler` passes. They answer whether anothe
 reaches random search's final best sooner than gannas's default, without a user-facing option for
 settings the measurements did not choose. The override is scoped to the one search that runs
 it (:func:`tpe_options`); the warm-up and every other strategy use gannas's own TPE.
+
+One strategy is not TPE: ``gp+hyperband`` puts Optuna's Gaussian-process sampler where gannas's
+TPE would be (:func:`sampler_instead_of_tpe`), as a reference for whether what limits the
+per-seed speedup is TPE's or the benchmark's.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import search_efficiency as bench  # noqa: E402 - after the path set-up, as a script
+
+from optuna.samplers import BaseSampler, GPSampler  # noqa: E402
 
 from nas import strategies  # noqa: E402
 
@@ -65,16 +71,41 @@ def tpe_options(overrides: Mapping[str, Any]) -> Iterator[None]:
         strategies._TPESampler = original  # type: ignore[misc]
 
 
+def _gp(opts: Any) -> BaseSampler:
+    # The same number of random start-up trials as gannas's TPE; Optuna's GP models completed
+    # trials only (pruned ones do not enter it) and samples gp_weight, which only wgan_gp has,
+    # independently.
+    return GPSampler(seed=opts.seed, n_startup_trials=opts.n_startup_trials)
+
+
+OTHER_SAMPLERS: dict[str, Callable[[Any], BaseSampler]] = {"gp+hyperband": _gp}
+"""Strategy label -> builder of a sampler used instead of TPE (from make_sampler's options)."""
+
+
+@contextmanager
+def sampler_instead_of_tpe(builder: Callable[[Any], BaseSampler]) -> Iterator[None]:
+    """Within the block, ``make_sampler("tpe", ...)`` returns ``builder(options)`` instead."""
+    original = strategies._SAMPLERS["tpe"]
+    strategies._SAMPLERS["tpe"] = builder
+    try:
+        yield
+    finally:
+        strategies._SAMPLERS["tpe"] = original
+
+
 _run_strategy = bench.run_strategy
 
 
 def run_strategy(strategy: str, seed: int, *args: Any) -> bench.RunResult:
-    """``search_efficiency.run_strategy``, with the strategy's TPE options in force."""
+    """``search_efficiency.run_strategy``, with the strategy's TPE options or sampler in force."""
+    if strategy in OTHER_SAMPLERS:
+        with sampler_instead_of_tpe(OTHER_SAMPLERS[strategy]):
+            return _run_strategy(strategy, seed, *args)
     with tpe_options(TPE_VARIANTS.get(strategy, {})):
         return _run_strategy(strategy, seed, *args)
 
 
-for _label in TPE_VARIANTS:
+for _label in [*TPE_VARIANTS, *OTHER_SAMPLERS]:
     bench.STRATEGIES[_label] = ("tpe", "hyperband", None)
 # The pool's jobs call search_efficiency._run_job, which looks run_strategy up in its module.
 bench.run_strategy = run_strategy

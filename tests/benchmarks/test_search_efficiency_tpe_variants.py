@@ -74,3 +74,27 @@ def test_a_search_runs_with_its_own_variant_and_others_with_the_default(variants
     assert seen["tpe+hyperband"] == (24, True, 1.0)
     # The benchmark's job runner calls the wrapped function, so the pool's searches get it too.
     assert variants.bench.run_strategy is variants.run_strategy
+
+
+def test_the_gp_strategy_runs_optunas_gp_sampler_in_its_search_only(variants, monkeypatch):
+    import optuna
+
+    seen: dict[str, Any] = {}
+
+    def fake_search(strategy: str, seed: int, *args: Any) -> str:
+        seen[strategy] = make_sampler("tpe", seed=seed)
+        return strategy
+
+    monkeypatch.setattr(variants, "_run_strategy", fake_search)
+    assert variants.bench.STRATEGIES["gp+hyperband"] == ("tpe", "hyperband", None)
+    for label in ("gp+hyperband", "tpe+hyperband"):
+        variants.run_strategy(label, 3, "cfg")
+    gp = seen["gp+hyperband"]
+    assert isinstance(gp, optuna.samplers.GPSampler)
+    assert gp._n_startup_trials == strategies.DEFAULT_TPE_STARTUP_TRIALS
+    assert isinstance(seen["tpe+hyperband"], strategies._TPESampler)
+    assert isinstance(make_sampler("tpe", seed=0), strategies._TPESampler)
+
+    with pytest.raises(RuntimeError), variants.sampler_instead_of_tpe(variants._gp):
+        raise RuntimeError("the search crashed")
+    assert isinstance(make_sampler("tpe", seed=0), strategies._TPESampler)
