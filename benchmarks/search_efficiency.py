@@ -158,6 +158,8 @@ class TrialEvent:
     wall_s: float
     history: dict[int, float] = field(default_factory=dict)
     """FID at each evaluation step (also of pruned trials)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """The trial's sampled parameters (empty in results saved before they were recorded)."""
 
 
 @dataclass
@@ -316,6 +318,7 @@ def run_strategy(
         trial = by_number[event.number]
         event.state = trial.state.name
         event.history = {int(k): float(v) for k, v in trial.intermediate_values.items()}
+        event.params = dict(trial.params)
         if trial.state == optuna.trial.TrialState.COMPLETE and trial.values:
             event.fid = float(trial.values[0])
     return result
