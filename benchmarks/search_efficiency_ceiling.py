@@ -1,0 +1,242 @@
+"""How fast could any sampler be? A ceiling for the per-seed speedup of ``search_efficiency.py``.
+
+    # where the good trials lie: two long random searches on seeds the comparison never uses
+    .venv/bin/python benchmarks/search_efficiency.py --strategies random --first-seed 100 \
+        --seeds 2 --time-budget 330 --out benchmarks/results/search_landscape
+    .venv/bin/python benchmarks/search_efficiency_ceiling.py \
+        --landscape benchmarks/results/search_landscape.json
+    # the ceiling, against random search on the compared seeds
+    .venv/bin/python benchmarks/search_efficiency_ceiling.py --first-seed 40 \
+        --strategies random,oracle-region,oracle-region+hyperband --out /tmp/bench/ceiling
+
+Issue 5's goal reads per seed: random search's time to its own final best FID, divided by TPE +
+Hyperband's time to reach that FID, median over seeds, at least 3. Every TPE setting measured
+stayed at or below about 2x. This script asks whether the limit is the sampler's at all.
+
+``oracle-region`` is handed, for free, what a search would have to learn: from its first trial
+on it samples only inside :data:`REGION`, the part of the space where the landscape's best
+trials lie (read off two long random searches on seeds the comparison does not use), and the
+rest of the space at random. ``oracle-region+hyperband`` adds gannas's Hyperband pruner. They
+are ceilings, not strategies: no search knows the region before it starts. If even they do not
+reach 3x, no sampler will: what is left is the luck of training seeds, which decides which
+trial inside a good region ends lowest (``benchmarks/seed_noise.py``: one architecture's FID
+spans up to 2x over five training seeds).
+
+``--landscape JSON`` writes, for saved random-search runs, which parameter values the best tenth
+of trials have, and how much of the search and of that best tenth lies inside :data:`REGION`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import search_efficiency_tpe_variants as variants  # noqa: E402 - after the path set-up
+
+from optuna.distributions import (  # noqa: E402
+    BaseDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.samplers import BaseSampler, RandomSampler  # noqa: E402
+from optuna.study import Study  # noqa: E402
+from optuna.trial import FrozenTrial  # noqa: E402
+
+bench = variants.bench
+
+REGION: dict[str, tuple[float, float]] = {
+    "training.lr_g": (2e-4, 3e-3),
+    "training.lr_d": (1e-4, 3e-3),
+    "generator.depth": (2, 2),
+    "discriminator.width": (16, 32),
+}
+"""Parameter -> inclusive (low, high) inside which the oracle samples; the space's upper ends.
+
+Read off ``benchmarks/results/search_landscape.json`` (274 completed random trials of seeds 100
+and 101; ``--landscape`` writes ``search_landscape.md``): every trial in the best tenth had
+``lr_g`` of at least 2.3e-4; a generator of depth 2 was four times as likely to end there as
+one of depth 3, and no trial with a discriminator 8 wide did. Those four bounds hold 12 % of the
+trials, 67 % of the best tenth and all four trials in the best 1.4 % (random search's final
+best in a 120 s search is about the best of 70 trials). In a scratch run the region was not read from (not committed:
+seed 200, 330 CPU s, 149 trials) they held 13 % of the trials and all three in its best 1.4 %."""
+
+
+def in_region(params: Mapping[str, Any], region: Mapping[str, tuple[float, float]] = REGION) -> bool:
+    """Whether a trial's parameters lie inside ``region`` (a missing parameter does not)."""
+    return all(name in params and lo <= params[name] <= hi for name, (lo, hi) in region.items())
+
+
+def narrowed(distribution: BaseDistribution, bounds: tuple[float, float]) -> BaseDistribution:
+    """``distribution`` cut to ``bounds`` (kept inside its own range), with its log scale and step."""
+    lo, hi = bounds
+    if isinstance(distribution, IntDistribution):
+        low, high = max(distribution.low, int(lo)), min(distribution.high, int(hi))
+        if distribution.step != 1:
+            # keep the grid of the original distribution: low + k * step
+            first = distribution.low + math.ceil((low - distribution.low) / distribution.step) * (
+                distribution.step
+            )
+            low, high = first, first + (high - first) // distribution.step * distribution.step
+        return IntDistribution(low, high, log=distribution.log, step=distribution.step)
+    if isinstance(distribution, FloatDistribution) and distribution.step is None:
+        low, high = max(distribution.low, lo), min(distribution.high, hi)
+        return FloatDistribution(low, high, log=distribution.log)
+    raise TypeError(f"cannot narrow {distribution!r}")
+
+
+class RegionSampler(BaseSampler):
+    """Random search that samples the parameters of ``region`` inside it, the rest anywhere."""
+
+    def __init__(self, region: Mapping[str, tuple[float, float]], *, seed: int | None) -> None:
+        self._region = dict(region)
+        self._random = RandomSampler(seed=seed)
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        if param_name in self._region:
+            param_distribution = narrowed(param_distribution, self._region[param_name])
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+
+def _oracle(opts: Any) -> BaseSampler:
+    # No random start-up trials: the oracle has nothing to learn.
+    return RegionSampler(REGION, seed=opts.seed)
+
+
+CEILINGS: dict[str, str] = {"oracle-region": "none", "oracle-region+hyperband": "hyperband"}
+"""Strategy label -> gannas pruner; both sample with :class:`RegionSampler` over :data:`REGION`."""
+
+for _label, _pruner in CEILINGS.items():
+    # variants.run_strategy puts OTHER_SAMPLERS' builders where TPE would be, for that search only.
+    variants.OTHER_SAMPLERS[_label] = _oracle
+    bench.STRATEGIES[_label] = ("tpe", _pruner, None)
+
+
+# --- the landscape ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Landscape:
+    trials: int
+    top_trials: int
+    top_threshold: float
+    """FID at or below which a trial is in the best tenth."""
+    categorical: dict[str, dict[str, tuple[int, int]]]
+    """Parameter -> value -> (trials in the best tenth, trials) for parameters with few values."""
+    numeric: dict[str, tuple[float, float, float]]
+    """Parameter -> (min, median, max) over the best tenth, for parameters with many values."""
+    region_share: float
+    """Share of all completed trials inside :data:`REGION`."""
+    region_top_share: float
+    """Share of the best tenth inside :data:`REGION`."""
+
+
+def landscape(
+    runs: Sequence[Any], region: Mapping[str, tuple[float, float]] = REGION, top: float = 0.1
+) -> Landscape:
+    """Where the best ``top`` share of the completed trials of ``runs`` lie in the space."""
+    done = [e for r in runs for e in r.events if e.fid is not None and e.params]
+    if not done:
+        raise ValueError("no completed trials with recorded parameters in these runs")
+    done.sort(key=lambda e: e.fid)
+    n_top = max(1, round(top * len(done)))
+    best = done[:n_top]
+    names = sorted({name for e in done for name in e.params})
+    categorical: dict[str, dict[str, tuple[int, int]]] = {}
+    numeric: dict[str, tuple[float, float, float]] = {}
+    for name in names:
+        values = [e.params[name] for e in done if name in e.params]
+        if len(set(values)) <= 4:
+            everywhere = Counter(str(v) for v in values)
+            among_best = Counter(str(e.params[name]) for e in best if name in e.params)
+            categorical[name] = {v: (among_best[v], n) for v, n in sorted(everywhere.items())}
+        else:
+            good = [float(e.params[name]) for e in best if name in e.params]
+            if good:
+                numeric[name] = (min(good), statistics.median(good), max(good))
+    return Landscape(
+        trials=len(done),
+        top_trials=n_top,
+        top_threshold=best[-1].fid,
+        categorical=categorical,
+        numeric=numeric,
+        region_share=sum(in_region(e.params, region) for e in done) / len(done),
+        region_top_share=sum(in_region(e.params, region) for e in best) / n_top,
+    )
+
+
+def landscape_markdown(land: Landscape, command: str) -> str:
+    lines = [
+        "# Where the best trials of random search lie (`dcgan-cpu`, digits 8x8)",
+        "",
+        f"`{command}`",
+        "",
+        f"{land.trials} completed random-search trials; the best tenth ({land.top_trials} "
+        f"trials) ended at FID <= {land.top_threshold:.4f}.",
+        "",
+        "| parameter | value: trials in the best tenth / trials |",
+        "|---|---|",
+    ]
+    for name, counts in land.categorical.items():
+        cells = ", ".join(f"{v}: {good}/{n}" for v, (good, n) in counts.items())
+        lines.append(f"| `{name}` | {cells} |")
+    lines += ["", "| parameter | best tenth: min / median / max |", "|---|---|"]
+    for name, (lo, mid, hi) in land.numeric.items():
+        lines.append(f"| `{name}` | {lo:.3g} / {mid:.3g} / {hi:.3g} |")
+    region = ", ".join(f"`{k}` in [{lo:g}, {hi:g}]" for k, (lo, hi) in REGION.items())
+    lines += [
+        "",
+        f"The oracle's region ({region}) holds {land.region_share:.0%} of the trials and "
+        f"{land.region_top_share:.0%} of the best tenth.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--landscape" not in args:
+        return bench.main(args, program="benchmarks/search_efficiency_ceiling.py")
+    parser = argparse.ArgumentParser(description="Where the best trials of saved runs lie.")
+    parser.add_argument("--landscape", type=Path, nargs="+", required=True)
+    parser.add_argument("--out", type=Path, help="Markdown file (default: JSON's name, .md).")
+    parsed = parser.parse_args(args)
+    _, runs, _ = bench._load_runs(parsed.landscape)
+    try:
+        land = landscape([r for r in runs if r.strategy == "random"])
+    except ValueError as exc:
+        parser.error(str(exc))
+    out = parsed.out or parsed.landscape[0].with_suffix(".md")
+    command = "python benchmarks/search_efficiency_ceiling.py " + " ".join(args)
+    out.write_text(landscape_markdown(land, command))
+    print(out.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The oracle ceiling of the search-efficiency benchmark: its region sampler and its landscape.
+
+The committed ceiling numbers rest on two things checked here: the oracle samples only inside
+its region (and everywhere else at random), and the landscape's shares are counted right.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution, IntDistribution
+
+from nas import strategies
+from nas.strategies import make_sampler
+
+
+@pytest.fixture(scope="module")
+def ceiling(load_benchmark):
+    return load_benchmark("search_efficiency_ceiling")
+
+
+def test_narrowed_keeps_scale_and_grid_and_stays_inside_the_original(ceiling):
+    lr = ceiling.narrowed(FloatDistribution(1e-5, 3e-3, log=True), (3e-4, 1.0))
+    assert (lr.low, lr.high, lr.log) == (3e-4, 3e-3, True)
+    width = ceiling.narrowed(IntDistribution(8, 32, step=8), (10, 30))
+    assert (width.low, width.high, width.step) == (16, 24, 8)
+    depth = ceiling.narrowed(IntDistribution(2, 3), (2, 2))
+    assert (depth.low, depth.high) == (2, 2)
+    with pytest.raises(TypeError):
+        ceiling.narrowed(optuna.distributions.CategoricalDistribution(["a", "b"]), (0, 1))
+
+
+def test_the_region_sampler_samples_its_parameters_inside_the_region_only(ceiling):
+    region = {"lr": (3e-4, 3e-3), "depth": (2, 2)}
+    study = optuna.create_study(sampler=ceiling.RegionSampler(region, seed=0))
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("lr", 1e-5, 3e-3, log=True)
+        depth = trial.suggest_int("depth", 2, 3)
+        other = trial.suggest_float("other", 1e-5, 3e-3, log=True)
+        return lr + depth + other
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, n_trials=200)
+    lrs = [t.params["lr"] for t in study.trials]
+    others = [t.params["other"] for t in study.trials]
+    assert all(3e-4 <= v <= 3e-3 for v in lrs)
+    assert {t.params["depth"] for t in study.trials} == {2}
+    # outside the region the sampler is random search over the whole range
+    assert min(others) < 1e-4 < 1e-3 < max(others)
+    assert all(ceiling.in_region(t.params, region) for t in study.trials)
+
+
+def test_in_region_needs_every_parameter(ceiling):
+    region = {"a": (1, 2), "b": (0.5, 1.0)}
+    assert ceiling.in_region({"a": 1, "b": 0.5}, region)
+    assert not ceiling.in_region({"a": 3, "b": 0.5}, region)
+    assert not ceiling.in_region({"a": 1}, region)
+
+
+def test_the_oracle_strategies_search_with_the_region_sampler_and_their_own_pruner(
+    ceiling, monkeypatch
+):
+    seen: dict[str, Any] = {}
+
+    def fake_search(strategy: str, seed: int, *args: Any) -> str:
+        seen[strategy] = make_sampler("tpe", seed=seed)
+        return strategy
+
+    monkeypatch.setattr(ceiling.variants, "_run_strategy", fake_search)
+    assert ceiling.bench.STRATEGIES["oracle-region"] == ("tpe", "none", None)
+    assert ceiling.bench.STRATEGIES["oracle-region+hyperband"] == ("tpe", "hyperband", None)
+    for label in ("oracle-region", "oracle-region+hyperband", "tpe+hyperband"):
+        ceiling.bench.run_strategy(label, 3, "cfg")
+    assert isinstance(seen["oracle-region"], ceiling.RegionSampler)
+    assert isinstance(seen["oracle-region+hyperband"], ceiling.RegionSampler)
+    assert isinstance(seen["tpe+hyperband"], strategies._TPESampler)
+    assert isinstance(make_sampler("tpe", seed=0), strategies._TPESampler)
+
+
+def test_landscape_counts_the_best_tenth_and_the_region_share(ceiling):
+    bench = ceiling.bench
+    events = []
+    for i in range(20):
+        good = i < 2  # the two lowest FIDs are the best tenth
+        params = {
+            "training.lr_g": 1e-3 if good or i % 2 else 1e-5,
+            "training.lr_d": 1e-3,
+            "generator.depth": 2 if good or i % 4 == 0 else 3,
+            "training.loss": "hinge" if good else "bce",
+        }
+        events.append(bench.TrialEvent(i, "COMPLETE", 0.01 * (i + 1), float(i), float(i), {}, params))
+    events.append(bench.TrialEvent(20, "PRUNED", None, 21.0, 21.0, {15: 0.5}, {"x": 1}))
+    land = ceiling.landscape([bench.RunResult("random", 0, events)])
+    assert (land.trials, land.top_trials) == (20, 2)
+    assert land.top_threshold == pytest.approx(0.02)
+    assert land.categorical["training.loss"] == {"bce": (0, 18), "hinge": (2, 2)}
+    assert land.categorical["generator.depth"]["2"][0] == 2
+    # inside: the 2 good ones, plus odd i with depth 2 (i % 4 == 0 is even: none) -> 2 of 20
+    assert land.region_share == pytest.approx(2 / 20)
+    assert land.region_top_share == 1.0
+    text = ceiling.landscape_markdown(land, "cmd")
+    assert "hinge: 2/2" in text and "10% of the trials and 100% of the best tenth" in text
+
+
+def test_landscape_refuses_runs_without_recorded_parameters(ceiling):
+    bench = ceiling.bench
+    old = bench.RunResult("random", 0, [bench.TrialEvent(0, "COMPLETE", 0.1, 1.0, 1.0)])
+    with pytest.raises(ValueError, match="recorded parameters"):
+        ceiling.landscape([old])
