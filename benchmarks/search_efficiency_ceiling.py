@@ -67,17 +67,20 @@ and 101; ``--landscape`` writes ``search_landscape.md``): every trial in the bes
 ``lr_g`` of at least 2.3e-4; a generator of depth 2 was four times as likely to end there as
 one of depth 3, and no trial with a discriminator 8 wide did. Those four bounds hold 12 % of the
 trials, 67 % of the best tenth and all four trials in the best 1.4 % (random search's final
-best in a 120 s search is about the best of 70 trials). In a scratch run the region was not read from (not committed:
-seed 200, 330 CPU s, 149 trials) they held 13 % of the trials and all three in its best 1.4 %."""
+best in a 120 s search is about the best of 70 trials). In a scratch run the region was not
+read from (seed 200, 330 CPU s, 149 trials; not committed) they held 13 % of the trials and all
+three in its best 1.4 %."""
 
 
-def in_region(params: Mapping[str, Any], region: Mapping[str, tuple[float, float]] = REGION) -> bool:
+def in_region(
+    params: Mapping[str, Any], region: Mapping[str, tuple[float, float]] = REGION
+) -> bool:
     """Whether a trial's parameters lie inside ``region`` (a missing parameter does not)."""
     return all(name in params and lo <= params[name] <= hi for name, (lo, hi) in region.items())
 
 
 def narrowed(distribution: BaseDistribution, bounds: tuple[float, float]) -> BaseDistribution:
-    """``distribution`` cut to ``bounds`` (kept inside its own range), with its log scale and step."""
+    """``distribution`` cut to ``bounds`` within its own range, keeping its log scale and step."""
     lo, hi = bounds
     if isinstance(distribution, IntDistribution):
         low, high = max(distribution.low, int(lo)), min(distribution.high, int(hi))
@@ -150,10 +153,12 @@ class Landscape:
     """Parameter -> value -> (trials in the best tenth, trials) for parameters with few values."""
     numeric: dict[str, tuple[float, float, float]]
     """Parameter -> (min, median, max) over the best tenth, for parameters with many values."""
+    region: dict[str, tuple[float, float]]
+    """The region the two shares below are of (:data:`REGION` unless told otherwise)."""
     region_share: float
-    """Share of all completed trials inside :data:`REGION`."""
+    """Share of all completed trials inside ``region``."""
     region_top_share: float
-    """Share of the best tenth inside :data:`REGION`."""
+    """Share of the best tenth inside ``region``."""
 
 
 def landscape(
@@ -185,6 +190,7 @@ def landscape(
         top_threshold=best[-1].fid,
         categorical=categorical,
         numeric=numeric,
+        region=dict(region),
         region_share=sum(in_region(e.params, region) for e in done) / len(done),
         region_top_share=sum(in_region(e.params, region) for e in best) / n_top,
     )
@@ -196,8 +202,10 @@ def landscape_markdown(land: Landscape, command: str) -> str:
         "",
         f"`{command}`",
         "",
-        f"{land.trials} completed random-search trials; the best tenth ({land.top_trials} "
-        f"trials) ended at FID <= {land.top_threshold:.4f}.",
+        (
+            f"{land.trials} completed random-search trials; the best tenth ({land.top_trials} "
+            f"trials) ended at FID <= {land.top_threshold:.4f}."
+        ),
         "",
         "| parameter | value: trials in the best tenth / trials |",
         "|---|---|",
@@ -208,11 +216,13 @@ def landscape_markdown(land: Landscape, command: str) -> str:
     lines += ["", "| parameter | best tenth: min / median / max |", "|---|---|"]
     for name, (lo, mid, hi) in land.numeric.items():
         lines.append(f"| `{name}` | {lo:.3g} / {mid:.3g} / {hi:.3g} |")
-    region = ", ".join(f"`{k}` in [{lo:g}, {hi:g}]" for k, (lo, hi) in REGION.items())
+    region = ", ".join(f"`{k}` in [{lo:g}, {hi:g}]" for k, (lo, hi) in land.region.items())
     lines += [
         "",
-        f"The oracle's region ({region}) holds {land.region_share:.0%} of the trials and "
-        f"{land.region_top_share:.0%} of the best tenth.",
+        (
+            f"The oracle's region ({region}) holds {land.region_share:.0%} of the trials and "
+            f"{land.region_top_share:.0%} of the best tenth."
+        ),
         "",
     ]
     return "\n".join(lines)

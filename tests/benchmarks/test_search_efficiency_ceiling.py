@@ -49,7 +49,7 @@ def test_the_region_sampler_samples_its_parameters_inside_the_region_only(ceilin
     assert all(3e-4 <= v <= 3e-3 for v in lrs)
     assert {t.params["depth"] for t in study.trials} == {2}
     # outside the region the sampler is random search over the whole range
-    assert min(others) < 1e-4 < 1e-3 < max(others)
+    assert min(others) < 1e-4 and max(others) > 1e-3
     assert all(ceiling.in_region(t.params, region) for t in study.trials)
 
 
@@ -91,9 +91,11 @@ def test_landscape_counts_the_best_tenth_and_the_region_share(ceiling):
             "generator.depth": 2 if good or i % 4 == 0 else 3,
             "training.loss": "hinge" if good else "bce",
         }
-        events.append(bench.TrialEvent(i, "COMPLETE", 0.01 * (i + 1), float(i), float(i), {}, params))
+        fid = 0.01 * (i + 1)
+        events.append(bench.TrialEvent(i, "COMPLETE", fid, float(i), float(i), {}, params))
     events.append(bench.TrialEvent(20, "PRUNED", None, 21.0, 21.0, {15: 0.5}, {"x": 1}))
-    land = ceiling.landscape([bench.RunResult("random", 0, events)])
+    region = {"training.lr_g": (2e-4, 3e-3), "generator.depth": (2, 2)}
+    land = ceiling.landscape([bench.RunResult("random", 0, events)], region)
     assert (land.trials, land.top_trials) == (20, 2)
     assert land.top_threshold == pytest.approx(0.02)
     assert land.categorical["training.loss"] == {"bce": (0, 18), "hinge": (2, 2)}
@@ -103,6 +105,7 @@ def test_landscape_counts_the_best_tenth_and_the_region_share(ceiling):
     assert land.region_top_share == 1.0
     text = ceiling.landscape_markdown(land, "cmd")
     assert "hinge: 2/2" in text and "10% of the trials and 100% of the best tenth" in text
+    assert "`generator.depth` in [2, 2]" in text
 
 
 def test_landscape_refuses_runs_without_recorded_parameters(ceiling):

@@ -105,6 +105,43 @@ def test_continuing_with_a_changed_feature_network_file_is_refused(
     assert run_search(what, more, where).trials_run_now == 1
 
 
+def test_a_worker_whose_feature_network_file_differs_fails_its_trials_and_scores_nothing(
+    quick_search, storage_url, tmp_path, monkeypatch
+):
+    # On a cluster each worker loads the network from its own disk. Here the controller computes
+    # the reference statistics with one file, and the file at that path then changes before the
+    # trials load it, as on a worker node holding another copy: every trial must fail, naming both
+    # networks, rather than be scored with a network the reference was not computed with.
+    from nas import scoring
+    from trainers.metrics.testing import write_tiny_torchscript_extractor
+
+    extractor = tmp_path / "network.pt"
+    controllers = write_tiny_torchscript_extractor(extractor, dim=16, seed=0)
+    real_compute_reference = scoring.compute_reference
+    workers: list[str] = []
+
+    def reference_then_the_worker_copy(spec, device):
+        reference = real_compute_reference(spec, device)
+        workers.append(write_tiny_torchscript_extractor(extractor, dim=16, seed=1))
+        return reference
+
+    monkeypatch.setattr(scoring, "compute_reference", reference_then_the_worker_copy)
+    what, how, where = quick_search(trials=2)
+    what = dataclasses.replace(
+        what, scoring=dataclasses.replace(what.scoring, feature_extractor=str(extractor))
+    )
+    run_search(what, how, where)
+
+    assert workers and workers[0] != controllers
+    trials = _load(storage_url).trials
+    assert len(trials) == 2
+    for t in trials:
+        assert t.state == TrialState.FAIL
+        reason = t.user_attrs[attrs.FAIL_REASON]
+        assert controllers in reason and workers[0] in reason, reason
+        assert not t.intermediate_values and attrs.PROTOCOL not in t.user_attrs
+
+
 def test_pruned_trials_are_pruned_with_their_last_value(quick_search, storage_url):
     what, how, where = quick_search(trials=1, pruner="median")
     run_search(what, how, where)
