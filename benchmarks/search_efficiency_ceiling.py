@@ -17,10 +17,12 @@ stayed at or below about 2x. This script asks whether the limit is the sampler's
 on it samples only inside :data:`REGION`, the part of the space where the landscape's best
 trials lie (read off two long random searches on seeds the comparison does not use), and the
 rest of the space at random. ``oracle-region+hyperband`` adds gannas's Hyperband pruner. They
-are ceilings, not strategies: no search knows the region before it starts. If even they do not
-reach 3x, no sampler will: what is left is the luck of training seeds, which decides which
-trial inside a good region ends lowest (``benchmarks/seed_noise.py``: one architecture's FID
-spans up to 2x over five training seeds).
+are references, not strategies: no search knows the region before it starts. They bound what
+learning the region faster can buy. They do not bound every sampler: one that concentrates
+further than a fixed box can end lower. If even they stay short of 3x, learning speed is not
+the limit. What is left is the luck of training seeds, which decides which trial inside a good
+region ends lowest (``benchmarks/seed_noise.py``: one architecture's FID spans up to 2x over
+five training seeds), and how early random search happens to draw its best.
 
 ``--landscape JSON`` writes, for saved random-search runs, which parameter values the best tenth
 of trials have, and how much of the search and of that best tenth lies inside :data:`REGION`.
@@ -196,11 +198,11 @@ def landscape(
     )
 
 
-def landscape_markdown(land: Landscape, command: str) -> str:
+def landscape_markdown(land: Landscape, command: str, runs_command: str = "") -> str:
     lines = [
         "# Where the best trials of random search lie (`dcgan-cpu`, digits 8x8)",
         "",
-        f"`{command}`",
+        f"`{command}`" + (f", reading the runs of `{runs_command}`" if runs_command else ""),
         "",
         (
             f"{land.trials} completed random-search trials; the best tenth ({land.top_trials} "
@@ -236,14 +238,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--landscape", type=Path, nargs="+", required=True)
     parser.add_argument("--out", type=Path, help="Markdown file (default: JSON's name, .md).")
     parsed = parser.parse_args(args)
-    _, runs, _ = bench._load_runs(parsed.landscape)
+    _, runs, saved = bench._load_runs(parsed.landscape)
     try:
         land = landscape([r for r in runs if r.strategy == "random"])
     except ValueError as exc:
         parser.error(str(exc))
     out = parsed.out or parsed.landscape[0].with_suffix(".md")
     command = "python benchmarks/search_efficiency_ceiling.py " + " ".join(args)
-    out.write_text(landscape_markdown(land, command))
+    out.write_text(landscape_markdown(land, command, saved.get("command", "")))
     print(out.read_text())
     return 0
 

@@ -106,6 +106,8 @@ def test_landscape_counts_the_best_tenth_and_the_region_share(ceiling):
     text = ceiling.landscape_markdown(land, "cmd")
     assert "hinge: 2/2" in text and "10% of the trials and 100% of the best tenth" in text
     assert "`generator.depth` in [2, 2]" in text
+    with_runs = ceiling.landscape_markdown(land, "cmd", "python run")
+    assert "reading the runs of `python run`" in with_runs
 
 
 def test_landscape_refuses_runs_without_recorded_parameters(ceiling):
@@ -113,3 +115,41 @@ def test_landscape_refuses_runs_without_recorded_parameters(ceiling):
     old = bench.RunResult("random", 0, [bench.TrialEvent(0, "COMPLETE", 0.1, 1.0, 1.0)])
     with pytest.raises(ValueError, match="recorded parameters"):
         ceiling.landscape([old])
+
+
+def _saved_runs(bench, path, events) -> None:
+    import json
+    from dataclasses import asdict
+
+    cfg = bench.Config(**{**asdict(bench.QUICK), "strategies": ("random",)})
+    runs = [bench.RunResult("random", 0, events)]
+    saved = {"config": asdict(cfg), "runs": [asdict(r) for r in runs], "command": "python run"}
+    path.write_text(json.dumps(saved))
+
+
+def test_the_landscape_command_writes_its_markdown_and_refuses_old_results(
+    ceiling, tmp_path, capsys
+):
+    bench = ceiling.bench
+    inside = {"training.lr_g": 1e-3, "training.lr_d": 1e-3, "generator.depth": 2}
+    inside["discriminator.width"] = 16
+    events = [
+        bench.TrialEvent(i, "COMPLETE", 0.01 * (i + 1), float(i), float(i), {}, dict(inside))
+        for i in range(10)
+    ]
+    saved = tmp_path / "landscape.json"
+    _saved_runs(bench, saved, events)
+    out = tmp_path / "where.md"
+    assert ceiling.main(["--landscape", str(saved), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "10 completed random-search trials" in text
+    assert "reading the runs of `python run`" in text
+    assert "100% of the trials and 100% of the best tenth" in text
+
+    old = tmp_path / "old.json"
+    _saved_runs(bench, old, [bench.TrialEvent(0, "COMPLETE", 0.1, 1.0, 1.0)])
+    with pytest.raises(SystemExit) as exc:
+        ceiling.main(["--landscape", str(old)])
+    assert exc.value.code == 2
+    assert "no completed trials with recorded parameters" in capsys.readouterr().err
+    assert not old.with_suffix(".md").exists()
