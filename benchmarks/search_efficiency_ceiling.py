@@ -99,22 +99,12 @@ def narrowed(distribution: BaseDistribution, bounds: tuple[float, float]) -> Bas
     raise TypeError(f"cannot narrow {distribution!r}")
 
 
-class RegionSampler(BaseSampler):
+class RegionSampler(RandomSampler):
     """Random search that samples the parameters of ``region`` inside it, the rest anywhere."""
 
     def __init__(self, region: Mapping[str, tuple[float, float]], *, seed: int | None) -> None:
+        super().__init__(seed=seed)
         self._region = dict(region)
-        self._random = RandomSampler(seed=seed)
-
-    def infer_relative_search_space(
-        self, study: Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return {}
-
-    def sample_relative(
-        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        return {}
 
     def sample_independent(
         self,
@@ -125,7 +115,7 @@ class RegionSampler(BaseSampler):
     ) -> Any:
         if param_name in self._region:
             param_distribution = narrowed(param_distribution, self._region[param_name])
-        return self._random.sample_independent(study, trial, param_name, param_distribution)
+        return super().sample_independent(study, trial, param_name, param_distribution)
 
 
 def _oracle(opts: Any) -> BaseSampler:
