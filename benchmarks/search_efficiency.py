@@ -557,7 +557,8 @@ def write_markdown(
         f"took {elapsed_s / 60:.1f} minutes of wall time.",
         "",
         f"Setting: `digits` at {cfg.resolution}x{cfg.resolution}, space `dcgan-cpu` (see the "
-        f"script{_ema_note(cfg)}), {cfg.trial_budget} generator steps per trial with {cfg.eval_points} FID "
+        f"script{_ema_note(cfg)}), {cfg.trial_budget} generator steps per trial with "
+        f"{cfg.eval_points} FID "
         f"evaluations, {cfg.fid_samples} fake / {cfg.real_samples} real samples per FID, tiny "
         f"random-weight TorchScript extractor (FID is a proxy), seeds {list(cfg.seeds)}, "
         f"{budget:.0f} CPU seconds per search (inline executor, 1 torch thread). Time is process "

@@ -167,3 +167,42 @@ def test_a_negative_first_seed_is_refused_before_any_search_runs(tmp_path: Path)
     assert proc.returncode != 0
     assert "--first-seed must be a non-negative integer, got -1" in proc.stderr
     assert not (tmp_path / "out.md").exists()
+
+
+def test_an_ema_decay_outside_0_1_is_refused_before_any_search_runs(tmp_path: Path) -> None:
+    proc = _analyse(tmp_path, "--ema-decay", "1.5")
+    assert proc.returncode != 0
+    assert "--ema-decay must be between 0 and 1 (exclusive), got 1.5" in proc.stderr
+    assert not (tmp_path / "out.md").exists()
+
+
+def test_a_run_scored_on_an_ema_says_so_in_its_table(tmp_path: Path) -> None:
+    saved = tmp_path / "ema.json"
+    config = {**CONFIG, "strategies": ["random", "tpe+hyperband"], "ema_decay": 0.9}
+    saved.write_text(json.dumps({"config": config, "runs": [RANDOM, HYPERBAND]}))
+    proc = _analyse(tmp_path, "--from-json", str(saved))
+    assert proc.returncode == 0, proc.stderr
+    table = (tmp_path / "out.md").read_text()
+    assert "see the script, generators scored as an EMA of decay 0.9)" in table
+    # the runs of a setting without an EMA do not merge with it
+    plain = _write(tmp_path / "plain.json", ["random"], [RANDOM])
+    proc = _analyse(tmp_path, "--from-json", str(saved), str(plain))
+    assert proc.returncode != 0 and "its setting differs" in proc.stderr + proc.stdout
+
+
+def test_the_ema_decay_reaches_every_trial_as_a_one_value_training_parameter(
+    load_benchmark, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from search_spaces import RandomSuggester, load_space, sample_config
+
+    bench = load_benchmark("search_efficiency")
+    assert bench.space_yaml(bench.FULL) == bench.SPACE_YAML
+    path = tmp_path / "space.yaml"
+    for decay, expected in ((0.9, 0.9), (None, None)):
+        path.write_text(bench.space_yaml(replace(bench.FULL, ema_decay=decay)))
+        space = load_space(str(path))
+        for seed in range(5):
+            config = sample_config(space, RandomSuggester(seed), resolution=8, channels=1)
+            assert config.training.ema_decay == expected
