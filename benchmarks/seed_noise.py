@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/seed_noise.py                       # ~4 minutes on 2 cores
     .venv/bin/python benchmarks/seed_noise.py --fid-samples 1024    # is it the FID estimate?
+    .venv/bin/python benchmarks/seed_noise.py --ema-decay 0.9       # does a weight average help?
 
 Runs the search-efficiency benchmark's setting (``search_efficiency.FULL``: ``digits`` at 8x8,
 space ``dcgan-cpu``, the tiny proxy extractor) as a random search of ``--trials`` trials with
@@ -10,7 +11,8 @@ more times. Every trial has its own training seed (the search seed plus its tria
 repeat differs from the original only in the seed. Prints the quantiles of the random trials'
 final FIDs, the Spearman correlation of each evaluation step's FID with the final one, and each
 repeated architecture's FIDs. With ``--fid-samples`` raised, the spread that remains comes from
-training, not from the FID's sampling.
+training, not from the FID's sampling. With ``--ema-decay``, every generator is scored as an
+exponential moving average of its weights (as ``search_efficiency.py --ema-decay``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ def main() -> None:
     parser.add_argument("--eval-points", type=int, default=5)
     parser.add_argument("--fid-samples", type=int, default=bench.FULL.fid_samples)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--ema-decay", type=float, help="Score an EMA of the generator's weights.")
     args = parser.parse_args()
+    if args.ema_decay is not None and not 0.0 < args.ema_decay < 1.0:
+        parser.error(f"--ema-decay must be between 0 and 1 (exclusive), got {args.ema_decay}")
 
     import optuna
     from scipy.stats import spearmanr
@@ -52,10 +57,15 @@ def main() -> None:
     extractor = str(work / "tiny.pt")
     write_tiny_torchscript_extractor(extractor, dim=32, seed=0)
     space = work / "dcgan-cpu.yaml"
-    space.write_text(bench.SPACE_YAML)
     cfg = bench.Config(
-        **{**asdict(bench.FULL), "eval_points": args.eval_points, "fid_samples": args.fid_samples}
+        **{
+            **asdict(bench.FULL),
+            "eval_points": args.eval_points,
+            "fid_samples": args.fid_samples,
+            "ema_decay": args.ema_decay,
+        }
     )
+    space.write_text(bench.space_yaml(cfg))
     what = bench._settings(cfg, extractor, str(space), args.seed)
     url = f"sqlite:///{work / 'noise.db'}"
     where = WhereToRun(storage=url, executor="inline", workers=1)

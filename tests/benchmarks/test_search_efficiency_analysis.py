@@ -206,3 +206,14 @@ def test_the_ema_decay_reaches_every_trial_as_a_one_value_training_parameter(
         for seed in range(5):
             config = sample_config(space, RandomSuggester(seed), resolution=8, channels=1)
             assert config.training.ema_decay == expected
+
+
+def test_seed_noise_refuses_an_ema_decay_outside_0_1() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "seed_noise.py"), "--ema-decay", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "--ema-decay must be between 0 and 1 (exclusive), got 0.0" in proc.stderr
