@@ -804,10 +804,14 @@ def _load_runs(paths: Sequence[Path]) -> tuple[Config, list[RunResult], dict[str
     runs: list[RunResult] = []
     first: dict[str, Any] = {}
     for path in paths:
-        saved = json.loads(path.read_text())
+        try:
+            saved, this, file_runs = _read_saved(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # ValueError covers malformed JSON; KeyError/TypeError a file of another shape.
+            raise SystemExit(
+                f"{path}: not a saved run of this benchmark ({type(exc).__name__}: {exc})"
+            ) from None
         first = first or saved
-        c = saved["config"]
-        this = Config(**{**c, "seeds": tuple(c["seeds"]), "strategies": tuple(c["strategies"])})
         if cfg is None:
             cfg = this
         else:
@@ -816,14 +820,23 @@ def _load_runs(paths: Sequence[Path]) -> tuple[Config, list[RunResult], dict[str
                 raise SystemExit(f"{path}: its setting differs from {paths[0]}'s; cannot merge")
             extra = tuple(s for s in this.strategies if s not in cfg.strategies)
             cfg = Config(**{**asdict(cfg), "strategies": cfg.strategies + extra})
-        for r in saved["runs"]:
-            events = [
-                TrialEvent(**{**e, "history": {int(k): v for k, v in e["history"].items()}})
-                for e in r["events"]
-            ]
-            runs.append(RunResult(r["strategy"], r["seed"], events, r["cpu_s"], r["wall_s"]))
+        runs.extend(file_runs)
     assert cfg is not None
     return cfg, runs, first
+
+
+def _read_saved(path: Path) -> tuple[dict[str, Any], Config, list[RunResult]]:
+    saved = json.loads(path.read_text())
+    c = saved["config"]
+    cfg = Config(**{**c, "seeds": tuple(c["seeds"]), "strategies": tuple(c["strategies"])})
+    runs = []
+    for r in saved["runs"]:
+        events = [
+            TrialEvent(**{**e, "history": {int(k): v for k, v in e["history"].items()}})
+            for e in r["events"]
+        ]
+        runs.append(RunResult(r["strategy"], r["seed"], events, r["cpu_s"], r["wall_s"]))
+    return saved, cfg, runs
 
 
 def _run_all(cfg: Config, n_jobs: int) -> list[RunResult]:

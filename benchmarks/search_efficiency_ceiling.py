@@ -1,13 +1,14 @@
-"""How fast could any sampler be? A ceiling for the per-seed speedup of ``search_efficiency.py``.
+"""What would knowing the good region buy? A reference for ``search_efficiency.py``'s speedup.
 
     # where the good trials lie: two long random searches on seeds the comparison never uses
     .venv/bin/python benchmarks/search_efficiency.py --strategies random --first-seed 100 \
         --seeds 2 --time-budget 330 --out benchmarks/results/search_landscape
     .venv/bin/python benchmarks/search_efficiency_ceiling.py \
         --landscape benchmarks/results/search_landscape.json
-    # the ceiling, against random search on the compared seeds
+    # the oracle against random search and TPE + Hyperband on the compared seeds (~43 min)
     .venv/bin/python benchmarks/search_efficiency_ceiling.py --first-seed 40 \
-        --strategies random,oracle-region,oracle-region+hyperband --out /tmp/bench/ceiling
+        --strategies random,tpe+hyperband,oracle-region,oracle-region+hyperband \
+        --out benchmarks/results/search_efficiency_ceiling
 
 Issue 5's goal reads per seed: random search's time to its own final best FID, divided by TPE +
 Hyperband's time to reach that FID, median over seeds, at least 3. Every TPE setting measured
@@ -62,14 +63,14 @@ REGION: dict[str, tuple[float, float]] = {
     "generator.depth": (2, 2),
     "discriminator.width": (16, 32),
 }
-"""Parameter -> inclusive (low, high) inside which the oracle samples; the space's upper ends.
+"""Parameter -> inclusive (low, high) inside which the oracle samples (highs: the space's own).
 
 Read off ``benchmarks/results/search_landscape.json`` (274 completed random trials of seeds 100
 and 101; ``--landscape`` writes ``search_landscape.md``): every trial in the best tenth had
 ``lr_g`` of at least 2.3e-4; a generator of depth 2 was four times as likely to end there as
 one of depth 3, and no trial with a discriminator 8 wide did. Those four bounds hold 12 % of the
 trials, 67 % of the best tenth and all four trials in the best 1.4 % (random search's final
-best in a 120 s search is about the best of 70 trials). In a scratch run the region was not
+best in a 120 s search is the best of 50-70 trials). In a scratch run the region was not
 read from (seed 200, 330 CPU s, 149 trials; not committed) they held 13 % of the trials and all
 three in its best 1.4 %."""
 

@@ -217,3 +217,18 @@ def test_seed_noise_refuses_an_ema_decay_outside_0_1() -> None:
     )
     assert proc.returncode == 2
     assert "--ema-decay must be between 0 and 1 (exclusive), got 0.0" in proc.stderr
+
+
+def test_a_file_that_is_not_a_saved_run_is_refused_with_its_name(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.json"
+    not_json = tmp_path / "notes.json"
+    not_json.write_text("these are notes")
+    other_shape = tmp_path / "other.json"
+    other_shape.write_text(json.dumps({"config": {"seeds": [0]}}))
+    for path, why in ((missing, "FileNotFoundError"), (not_json, "JSONDecodeError"),
+                      (other_shape, "KeyError")):  # fmt: skip
+        proc = _analyse(tmp_path, "--from-json", str(path))
+        assert proc.returncode == 1
+        assert f"{path}: not a saved run of this benchmark ({why}" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert not (tmp_path / "out.md").exists()
