@@ -20,8 +20,8 @@ trials lie (read off two long random searches on seeds the comparison does not u
 rest of the space at random. ``oracle-region+hyperband`` adds gannas's Hyperband pruner. They
 are references, not strategies: no search knows the region before it starts. They bound what
 learning the region faster can buy. They do not bound every sampler: one that concentrates
-further than a fixed box can end lower. If even they stay short of 3x, learning speed is not
-the limit. What is left is the luck of training seeds, which decides which trial inside a good
+further than a fixed box can end lower. Where even they stay short of 3x, learning speed is
+not the whole limit. What is left is the luck of training seeds, which decides which trial inside a good
 region ends lowest (``benchmarks/seed_noise.py``: one architecture's FID spans up to 2x over
 five training seeds), and how early random search happens to draw its best.
 
