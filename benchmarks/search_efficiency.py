@@ -159,6 +159,13 @@ def space_yaml(cfg: Config) -> str:
     return SPACE_YAML + f"  ema_decay: {{type: categorical, choices: [{cfg.ema_decay!r}]}}\n"
 
 
+def ema_decay_problem(decay: float | None) -> str | None:
+    """What is wrong with an ``--ema-decay`` value (``None``: nothing, or no average asked for)."""
+    if decay is None or 0.0 < decay < 1.0:
+        return None
+    return f"--ema-decay must be between 0 and 1 (exclusive), got {decay}"
+
+
 def _ema_note(cfg: Config) -> str:
     if cfg.ema_decay is None:
         return ""
@@ -707,9 +714,9 @@ def main(
         overrides["resolution"] = args.resolution
     if args.fid_samples:
         overrides["fid_samples"] = args.fid_samples
+    if problem := ema_decay_problem(args.ema_decay):
+        parser.error(problem)
     if args.ema_decay is not None:
-        if not 0.0 < args.ema_decay < 1.0:
-            parser.error(f"--ema-decay must be between 0 and 1 (exclusive), got {args.ema_decay}")
         overrides["ema_decay"] = args.ema_decay
     if args.eval_points:
         overrides["eval_points"] = args.eval_points

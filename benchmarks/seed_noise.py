@@ -41,8 +41,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--ema-decay", type=float, help="Score an EMA of the generator's weights.")
     args = parser.parse_args()
-    if args.ema_decay is not None and not 0.0 < args.ema_decay < 1.0:
-        parser.error(f"--ema-decay must be between 0 and 1 (exclusive), got {args.ema_decay}")
+    if problem := bench.ema_decay_problem(args.ema_decay):
+        parser.error(problem)
 
     import optuna
     from scipy.stats import spearmanr
