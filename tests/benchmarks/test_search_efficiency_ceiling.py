@@ -153,3 +153,72 @@ def test_the_landscape_command_writes_its_markdown_and_refuses_old_results(
     assert exc.value.code == 2
     assert "no completed trials with recorded parameters" in capsys.readouterr().err
     assert not old.with_suffix(".md").exists()
+
+
+def test_narrowed_choices_keeps_the_spaces_order_and_refuses_what_it_cannot_cut(ceiling):
+    norm = optuna.distributions.CategoricalDistribution(["batch", "instance", "none"])
+    assert ceiling.narrowed_choices(norm, ("none", "batch")).choices == ("batch", "none")
+    with pytest.raises(ValueError, match="none of"):
+        ceiling.narrowed_choices(norm, ("layer",))
+    with pytest.raises(TypeError):
+        ceiling.narrowed_choices(FloatDistribution(0.0, 1.0), (0.5,))
+
+
+def test_the_narrow_oracle_keeps_only_its_choices_and_the_study_sees_the_full_space(ceiling):
+    region = {"lr": (3e-4, 3e-3)}
+    choices = {"norm": ("batch", "instance"), "beta1": (0.0,)}
+    sampler = ceiling.RegionSampler(region, seed=0, choices=choices)
+    study = optuna.create_study(sampler=sampler)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_float("lr", 1e-5, 3e-3, log=True)
+        trial.suggest_categorical("norm", ["batch", "instance", "none"])
+        trial.suggest_categorical("beta1", [0.0, 0.5])
+        trial.suggest_categorical("act", ["relu", "silu", "gelu"])
+        return 0.0
+
+    study.optimize(objective, n_trials=150)
+    assert {t.params["norm"] for t in study.trials} == {"batch", "instance"}
+    assert {t.params["beta1"] for t in study.trials} == {0.0}
+    assert {t.params["act"] for t in study.trials} == {"relu", "silu", "gelu"}
+    # the stored distributions are the space's own: the trials are ordinary trials of the space
+    assert study.trials[0].distributions["norm"].choices == ("batch", "instance", "none")
+    assert all(ceiling.in_region(t.params, region, choices) for t in study.trials)
+    assert not ceiling.in_region({"lr": 1e-3, "norm": "none", "beta1": 0.0}, region, choices)
+    assert not ceiling.in_region({"lr": 1e-3, "norm": "batch"}, region, choices)
+
+
+def test_the_narrow_oracle_strategy_uses_the_narrow_choices_with_hyperband(ceiling, monkeypatch):
+    seen: dict[str, Any] = {}
+
+    def fake_search(strategy: str, seed: int, *args: Any) -> str:
+        seen[strategy] = make_sampler("tpe", seed=seed)
+        return strategy
+
+    monkeypatch.setattr(ceiling.variants, "_run_strategy", fake_search)
+    assert ceiling.bench.STRATEGIES["oracle-narrow+hyperband"] == ("tpe", "hyperband", None)
+    ceiling.bench.run_strategy("oracle-narrow+hyperband", 3, "cfg")
+    ceiling.bench.run_strategy("oracle-region+hyperband", 3, "cfg")
+    assert seen["oracle-narrow+hyperband"]._choices == ceiling.NARROW_CHOICES
+    assert seen["oracle-region+hyperband"]._choices == {}
+    assert seen["oracle-narrow+hyperband"]._region == ceiling.REGION
+
+
+def test_the_landscape_reports_the_narrow_regions_share(ceiling):
+    bench = ceiling.bench
+    events = []
+    for i in range(10):
+        params = {"training.lr_g": 1e-3, "training.loss": "hinge" if i < 3 else "wgan_gp"}
+        events.append(bench.TrialEvent(i, "COMPLETE", 0.01 * (i + 1), 0.0, 0.0, {}, params))
+    runs = [bench.RunResult("random", 0, events)]
+    region = {"training.lr_g": (2e-4, 3e-3)}
+    wide = ceiling.landscape(runs, region, top=0.2)
+    narrow = ceiling.landscape(runs, region, top=0.2, choices={"training.loss": ("hinge",)})
+    assert (wide.region_share, wide.region_top_share) == (1.0, 1.0)
+    assert narrow.region_share == pytest.approx(0.3) and narrow.region_top_share == 1.0
+    text = ceiling.landscape_markdown(wide, "cmd", narrow=narrow)
+    assert (
+        "The narrow oracle's region (`training.lr_g` in [0.0002, 0.003], `training.loss` in "
+        "{hinge}) holds 30.0% of the trials and 100% of the best tenth."
+    ) in text
