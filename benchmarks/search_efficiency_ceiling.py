@@ -93,8 +93,9 @@ NARROW_CHOICES: dict[str, tuple[Any, ...]] = {
 The values whose share in the landscape's best tenth was under half the other values' (no
 normalisation: 3 of 93 trials against 11/86 and 13/95; WGAN-GP: 4/82 against 12/99 and 11/93;
 ``beta1`` 0.5: 8/135 against 19/139). Read off the same landscape as :data:`REGION`. With them
-the region is 3.6 % of the 274 trials (10), holding 3 of the best 4 and 6 of the best 14: a
-region about three times as dense in the best 1.4 % as :data:`REGION` (12 %; 4 of 4, 13 of 14).
+the region is 3.6 % of the 274 trials (10), holding 3 of the best 4 and 6 of the best 14: in
+the best 4 it is about 2.5 times as dense as :data:`REGION` (12 %; 4 of 4), in the best 14
+about 1.5 times (13 of 14).
 Ten trials are few: this is a sharper guess at the good region, not a measured one. The
 generator's activation (SiLU: 17/87 against 6/92 and 4/95) is left open because narrowing it too
 leaves 4 trials."""
