@@ -30,8 +30,8 @@ a sampler that learns.
 What it shows: the per-seed median grows about linearly in ``k`` (0.4 k at ``N`` = 50), so a
 3x reading needs ``k`` near 8 from the first trial. The reason is the spread of random search's
 own result: ``pos`` is uniform over the budget, and its final best ``p`` is often a far tail
-draw (``p`` is exponential with mean ``1/N``), which even a sampler ``k`` times as good takes
-``1/(k p)`` trials to match. And ten seeds' median moves widely around its true value: the
+draw (``p`` is close to exponential, with mean ``1/(N + 1)``), which even a sampler ``k`` times
+as good takes ``1/(k p)`` trials to match. And ten seeds' median moves widely around its true value: the
 table's last columns give that spread.
 
 ``--check JSON...`` puts the model next to saved benchmark runs. For each strategy it counts, per
@@ -56,7 +56,6 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
