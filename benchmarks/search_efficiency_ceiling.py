@@ -9,7 +9,7 @@
     .venv/bin/python benchmarks/search_efficiency_ceiling.py --first-seed 40 \
         --strategies random,tpe+hyperband,oracle-region,oracle-region+hyperband \
         --out benchmarks/results/search_efficiency_ceiling
-    # with the narrow oracle too (seeds 60-69, ~42 min with --jobs 2)
+    # with the narrow oracle too (seeds 60-69, ~42 min with --jobs 2; 70-79 without the box)
     .venv/bin/python benchmarks/search_efficiency_ceiling.py --first-seed 60 --jobs 2 \
         --strategies random,tpe+hyperband,oracle-region+hyperband,oracle-narrow+hyperband \
         --out benchmarks/results/search_efficiency_ceiling_seeds_60_69
@@ -28,7 +28,7 @@ further can end lower. ``oracle-narrow+hyperband`` is such a sampler: it also ke
 values of three categorical parameters (:data:`NARROW_CHOICES`), a region a third the size.
 
 The box alone stayed short of 3x (2.38x per seed over seeds 40-69); the narrow region read 9.9x
-on seeds 60-69. So neither how early random search happens to draw its best nor the luck of
+and 19.1x on seeds 60-69 and 70-79. So neither how early random search happens to draw its best nor the luck of
 training seeds (``benchmarks/seed_noise.py``: one architecture's FID spans up to 2x over five
 training seeds) caps the per-seed reading: what a sampler needs is to concentrate that hard
 from its first trials.
