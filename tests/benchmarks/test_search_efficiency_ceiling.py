@@ -72,10 +72,15 @@ def test_the_oracle_strategies_search_with_the_region_sampler_and_their_own_prun
     monkeypatch.setattr(ceiling.variants, "_run_strategy", fake_search)
     assert ceiling.bench.STRATEGIES["oracle-region"] == ("tpe", "none", None)
     assert ceiling.bench.STRATEGIES["oracle-region+hyperband"] == ("tpe", "hyperband", None)
-    for label in ("oracle-region", "oracle-region+hyperband", "tpe+hyperband"):
+    assert ceiling.bench.STRATEGIES["oracle-narrow+hyperband"] == ("tpe", "hyperband", None)
+    oracles = ("oracle-region", "oracle-region+hyperband", "oracle-narrow+hyperband")
+    for label in (*oracles, "tpe+hyperband"):
         ceiling.bench.run_strategy(label, 3, "cfg")
-    assert isinstance(seen["oracle-region"], ceiling.RegionSampler)
-    assert isinstance(seen["oracle-region+hyperband"], ceiling.RegionSampler)
+    for label in oracles:
+        assert isinstance(seen[label], ceiling.RegionSampler)
+        assert seen[label]._region == ceiling.REGION
+    assert seen["oracle-region+hyperband"]._choices == {}
+    assert seen["oracle-narrow+hyperband"]._choices == ceiling.NARROW_CHOICES
     assert isinstance(seen["tpe+hyperband"], strategies._TPESampler)
     assert isinstance(make_sampler("tpe", seed=0), strategies._TPESampler)
 
@@ -187,22 +192,6 @@ def test_the_narrow_oracle_keeps_only_its_choices_and_the_study_sees_the_full_sp
     assert all(ceiling.in_region(t.params, region, choices) for t in study.trials)
     assert not ceiling.in_region({"lr": 1e-3, "norm": "none", "beta1": 0.0}, region, choices)
     assert not ceiling.in_region({"lr": 1e-3, "norm": "batch"}, region, choices)
-
-
-def test_the_narrow_oracle_strategy_uses_the_narrow_choices_with_hyperband(ceiling, monkeypatch):
-    seen: dict[str, Any] = {}
-
-    def fake_search(strategy: str, seed: int, *args: Any) -> str:
-        seen[strategy] = make_sampler("tpe", seed=seed)
-        return strategy
-
-    monkeypatch.setattr(ceiling.variants, "_run_strategy", fake_search)
-    assert ceiling.bench.STRATEGIES["oracle-narrow+hyperband"] == ("tpe", "hyperband", None)
-    ceiling.bench.run_strategy("oracle-narrow+hyperband", 3, "cfg")
-    ceiling.bench.run_strategy("oracle-region+hyperband", 3, "cfg")
-    assert seen["oracle-narrow+hyperband"]._choices == ceiling.NARROW_CHOICES
-    assert seen["oracle-region+hyperband"]._choices == {}
-    assert seen["oracle-narrow+hyperband"]._region == ceiling.REGION
 
 
 def test_the_landscape_reports_the_narrow_regions_share(ceiling):
