@@ -486,17 +486,24 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
+def _read(path: Path) -> tuple[bench.Config, list[bench.RunResult]]:
+    """A saved run's setting and runs, or exit with a message naming the file."""
+    try:
+        _, cfg, runs = bench._read_saved(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        # ValueError covers malformed JSON; KeyError/TypeError a file of another shape.
+        raise SystemExit(
+            f"{path}: not a saved run of search_efficiency.py ({type(exc).__name__}: {exc})"
+        ) from None
+    return cfg, runs
+
+
 def _load_fit_runs(paths: Sequence[Path]) -> tuple[bench.Config, list[bench.RunResult]]:
     """The saved runs of ``paths``, which must share one per-trial setting."""
     cfg: bench.Config | None = None
     runs: list[bench.RunResult] = []
     for path in paths:
-        try:
-            _, this, file_runs = bench._read_saved(path)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SystemExit(
-                f"{path}: not a saved run of search_efficiency.py ({type(exc).__name__}: {exc})"
-            ) from None
+        this, file_runs = _read(path)
         setting = {k: getattr(this, k) for k in (*PER_TRIAL_SETTING, "ema_decay")}
         if cfg is not None:
             first = {k: getattr(cfg, k) for k in (*PER_TRIAL_SETTING, "ema_decay")}
@@ -506,10 +513,7 @@ def _load_fit_runs(paths: Sequence[Path]) -> tuple[bench.Config, list[bench.RunR
                     f"{paths[0]}'s ({setting} against {first}); fit on runs of one setting"
                 )
         cfg = cfg or this
-        # Runs are compared per seed, so each file's seeds stay apart from the others'.
-        runs.extend(
-            bench.RunResult(r.strategy, r.seed, r.events, r.cpu_s, r.wall_s) for r in file_runs
-        )
+        runs.extend(file_runs)
     assert cfg is not None
     return cfg, runs
 
@@ -540,12 +544,7 @@ def measured_speedups(groups: Sequence[Sequence[Path]], budget_s: float) -> dict
     for group in groups:
         runs: list[bench.RunResult] = []
         for path in group:
-            try:
-                runs.extend(bench._read_saved(path)[2])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise SystemExit(
-                    f"{path}: not a saved run of search_efficiency.py ({type(exc).__name__}: {exc})"
-                ) from None
+            runs.extend(_read(path)[1])
         strategies = tuple(dict.fromkeys(r.strategy for r in runs))
         seeds = tuple(sorted({r.seed for r in runs}))
         cfg = replace(bench.FULL, seeds=seeds, time_budget_s=budget_s, strategies=strategies)
