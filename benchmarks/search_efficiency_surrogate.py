@@ -442,6 +442,7 @@ def markdown(
     fit_files: Sequence[str],
     measured_files: Sequence[str],
     seeds: int,
+    budget_s: float,
     elapsed_s: float,
 ) -> str:
     head = (
@@ -458,7 +459,7 @@ def markdown(
         + ", ".join(f"`{f}`" for f in fit_files)
         + f"; out-of-bag R^2 of the forests (log FID at steps {', '.join(map(str, surrogate.eval_at))}"
         f", log CPU s): {', '.join(f'{r:.3f}' for r in surrogate.r2)}; noise scale "
-        f"{surrogate.noise:g}. {seeds} simulated seeds per strategy, 120 simulated CPU s per "
+        f"{surrogate.noise:g}. {seeds} simulated seeds per strategy, {budget_s:g} simulated CPU s per "
         f"search; the simulation took {elapsed_s / 60:.1f} minutes of wall time.",
         "",
         "A screen, not a measurement: see the script's docstring for what the surrogate models "
@@ -618,6 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fit_files=[p.name for p in fit_paths],
         measured_files=[" + ".join(Path(n).name for n in g.split("+")) for g in groups_text],
         seeds=parsed.seeds,
+        budget_s=parsed.time_budget,
         elapsed_s=elapsed,
     )
     if parsed.out:

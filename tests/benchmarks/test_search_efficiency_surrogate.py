@@ -301,5 +301,6 @@ def test_a_small_screen_writes_its_table(surrogate_mod, space, tmp_path, capsys)
     assert code == 0
     text = out.with_suffix(".md").read_text()
     assert "Fitted on 80 recorded full-budget trials of `fit.json`" in text
+    assert "2 simulated seeds per strategy, 8 simulated CPU s per search" in text
     rows = [line for line in text.splitlines() if line.startswith("| tpe+hyperband |")]
     assert len(rows) == 1 and "/2 |" in rows[0]
