@@ -405,13 +405,18 @@ class Reading:
     never: int
 
 
-def readings(runs: Sequence[bench.RunResult], budget_s: float) -> dict[str, Reading]:
-    """Per strategy: the per-seed median speedup against random search of the same seeds."""
+def _summaries(runs: Sequence[bench.RunResult], budget_s: float) -> list[bench.Summary]:
+    """``search_efficiency.summarize`` of ``runs``, for the strategies and seeds they hold."""
     strategies = tuple(dict.fromkeys(r.strategy for r in runs))
     seeds = tuple(sorted({r.seed for r in runs}))
     cfg = replace(bench.FULL, seeds=seeds, time_budget_s=budget_s, strategies=strategies)
+    return bench.summarize(runs, cfg)
+
+
+def readings(runs: Sequence[bench.RunResult], budget_s: float) -> dict[str, Reading]:
+    """Per strategy: the per-seed median speedup against random search of the same seeds."""
     out = {}
-    for s in bench.summarize(runs, cfg):
+    for s in _summaries(runs, budget_s):
         out[s.strategy] = Reading(
             strategy=s.strategy,
             seeds=len(s.speedup),
@@ -546,10 +551,7 @@ def measured_speedups(groups: Sequence[Sequence[Path]], budget_s: float) -> dict
         runs: list[bench.RunResult] = []
         for path in group:
             runs.extend(_read(path)[1])
-        strategies = tuple(dict.fromkeys(r.strategy for r in runs))
-        seeds = tuple(sorted({r.seed for r in runs}))
-        cfg = replace(bench.FULL, seeds=seeds, time_budget_s=budget_s, strategies=strategies)
-        for summary in bench.summarize(runs, cfg):
+        for summary in _summaries(runs, budget_s):
             pooled.setdefault(summary.strategy, []).extend(summary.speedup)
     return pooled
 

@@ -254,6 +254,52 @@ def test_readings_are_per_seed_against_random_of_the_same_seed(surrogate_mod):
     assert reading.seeds == 3
 
 
+def test_real_runs_pair_only_with_random_search_of_their_own_group(surrogate_mod, tmp_path):
+    bench = surrogate_mod.bench
+
+    def saved(path: Path, runs: list[tuple[str, list[tuple[float, float]]]]) -> Path:
+        cfg = replace(bench.FULL, seeds=(0,), strategies=tuple(dict.fromkeys(r for r, _ in runs)))
+        path.write_text(
+            json.dumps(
+                {
+                    "config": {**asdict(cfg), "seeds": [0], "strategies": list(cfg.strategies)},
+                    "runs": [
+                        {
+                            "strategy": label,
+                            "seed": 0,
+                            "cpu_s": 120.0,
+                            "wall_s": 120.0,
+                            "events": [
+                                {
+                                    "number": i,
+                                    "state": "COMPLETE",
+                                    "fid": f,
+                                    "cpu_s": t,
+                                    "wall_s": t,
+                                    "history": {},
+                                }
+                                for i, (t, f) in enumerate(events)
+                            ],
+                        }
+                        for label, events in runs
+                    ],
+                }
+            )
+        )
+        return path
+
+    # Day 1: random's final best 0.2 at 60 s, TPE reaches it at 20 s (3x). Day 2, same seed
+    # number: random's 0.1 at 10 s, TPE at 40 s (0.25x). Day 2's variant file has no random
+    # search of its own and pairs with day 2's.
+    day1 = saved(tmp_path / "d1.json", [("random", [(60, 0.2)]), ("tpe", [(20, 0.2)])])
+    day2 = saved(tmp_path / "d2.json", [("random", [(10, 0.1)]), ("tpe", [(40, 0.1)])])
+    variant = saved(tmp_path / "v2.json", [("tpe-x", [(5, 0.1)])])
+    pooled = surrogate_mod.measured_speedups([[day1], [day2, variant]], 120.0)
+    assert pooled["tpe"] == [3.0, 0.25]
+    assert pooled["tpe-x"] == [2.0]
+    assert pooled["random"] == [1.0, 1.0]
+
+
 def test_fitting_on_runs_of_different_trial_settings_is_refused(surrogate_mod, space, tmp_path):
     a = _saved_run(space, surrogate_mod, tmp_path / "a.json", n=5)
     b = _saved_run(space, surrogate_mod, tmp_path / "b.json", n=5, fid_samples=64)
