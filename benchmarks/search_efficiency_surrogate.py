@@ -88,7 +88,14 @@ this script, between 0.5 and 0.65, as where TPE + Hyperband's and the box oracle
 closest to the real ones. Random search's median final best barely depends on it: 0.0095 at 1,
 0.0101 at 0.6 and 0.0100 at 0.45 over 60 simulated seeds each, against 0.0080 over the 40 real
 random searches of the fitted ceiling runs."""
-PER_TRIAL_SETTING = ("resolution", "trial_budget", "eval_points", "fid_samples", "real_samples")
+PER_TRIAL_SETTING = (
+    "resolution",
+    "trial_budget",
+    "eval_points",
+    "fid_samples",
+    "real_samples",
+    "ema_decay",
+)
 """What must agree between fitted runs and the simulation: what one trial trains and scores."""
 
 
@@ -433,8 +440,7 @@ def readings(runs: Sequence[bench.RunResult], budget_s: float) -> dict[str, Read
 def _row(r: Reading) -> str:
     lo, hi = r.interval
     speed = "1x" if r.strategy == "random" else f"{r.per_seed:.2f}x ({lo:.2f}-{hi:.2f})"
-    tail = "" if r.strategy == "random" else f"{r.at_least_3x}/{r.seeds} | {r.never}"
-    tail = tail or " | "
+    tail = " | " if r.strategy == "random" else f"{r.at_least_3x}/{r.seeds} | {r.never}"
     return f"{r.trials:g} | {r.final_best:.5f} | {speed} | {tail}"
 
 
@@ -510,9 +516,9 @@ def _load_fit_runs(paths: Sequence[Path]) -> tuple[bench.Config, list[bench.RunR
     runs: list[bench.RunResult] = []
     for path in paths:
         this, file_runs = _read(path)
-        setting = {k: getattr(this, k) for k in (*PER_TRIAL_SETTING, "ema_decay")}
+        setting = {k: getattr(this, k) for k in PER_TRIAL_SETTING}
         if cfg is not None:
-            first = {k: getattr(cfg, k) for k in (*PER_TRIAL_SETTING, "ema_decay")}
+            first = {k: getattr(cfg, k) for k in PER_TRIAL_SETTING}
             if setting != first:
                 raise SystemExit(
                     f"{path}: its trials were trained or scored differently from "
