@@ -7,6 +7,14 @@
 tpe-ei128+hyperband,tpe-gamma25+hyperband,tpe-2-startup+hyperband,tpe-prior0.1+hyperband,\
 oracle-region+hyperband,oracle-narrow+hyperband,tpe-warm-landscape+hyperband \
         --out benchmarks/results/search_efficiency_surrogate
+    # what discovering the region by search could buy, and more TPE settings (~19 min)
+    .venv/bin/python benchmarks/search_efficiency_surrogate.py --seeds 60 --jobs 2 \
+        --strategies random,tpe+hyperband,tpe-rung15-model+hyperband,tpe-bohb10-model+hyperband,\
+tpe-bohb16-model+hyperband,tpe-ei1+hyperband,tpe-ei8+hyperband,tpe-1-startup+hyperband,\
+tpe-warm-landscape+hyperband,oracle-lr-g+hyperband,oracle-region+hyperband,\
+oracle-narrow+hyperband,contact-box+hyperband,contact-narrow+hyperband,\
+contact-box-narrow+hyperband,contact-lr-box+hyperband,contact-lr-box-narrow+hyperband \
+        --out benchmarks/results/search_efficiency_surrogate_discovery
 
 A real run of ``search_efficiency.py`` costs 40 minutes for one new strategy on ten seeds, and
 ten seeds move the per-seed median by about a factor of two. This script replays the benchmark
@@ -213,27 +221,10 @@ earlier search of the same problem could reach. Not a gannas option; a reference
 oracles, for how much TPE's density model can concentrate given ample data."""
 
 
-class _StudyWithPrior:
-    """A study as TPE reads it, with ``prior`` finished trials added to its trials."""
-
-    def __init__(self, study: optuna.Study, prior: Sequence[optuna.trial.FrozenTrial]) -> None:
-        self._study, self._prior = study, prior
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
-
-    def _with_prior(self, own: list[Any], states: Any) -> list[Any]:
-        return own + [t for t in self._prior if states is None or t.state in states]
-
-    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[Any]:
-        return self._with_prior(self._study.get_trials(deepcopy=deepcopy, states=states), states)
-
-    # TPE reads trials through Study's private, cached accessor; it is wrapped the same way.
-    def _get_trials(
-        self, deepcopy: bool = True, states: Any = None, use_cache: bool = False
-    ) -> Any:
-        own = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
-        return self._with_prior(own, states)
+def with_prior(prior: Sequence[Any]) -> Any:
+    """Transform for :class:`search_efficiency_tpe_variants.StudyView`: the study's own trials
+    and ``prior`` finished trials after them."""
+    return lambda trials: [*trials, *prior]
 
 
 def prior_trials(runs: Sequence[bench.RunResult], space: SearchSpace) -> list[Any]:
@@ -252,30 +243,16 @@ def prior_trials(runs: Sequence[bench.RunResult], space: SearchSpace) -> list[An
     return study.get_trials(deepcopy=True, states=(optuna.trial.TrialState.COMPLETE,))
 
 
-def _warm_tpe(opts: Any) -> optuna.samplers.BaseSampler:
-    from nas import strategies
-
-    base = strategies._TPESampler  # gannas's TPE class, with make_sampler's options below
+def _landscape_trials() -> list[Any]:
     if "prior" not in _WORLD:
         saved = bench._read_saved(RESULTS / "search_landscape.json")[2]
         _WORLD["prior"] = prior_trials(saved, space_from_text(bench.SPACE_YAML))
-    prior = _WORLD["prior"]
+    return _WORLD["prior"]
 
-    class WarmTPE(base):  # type: ignore[misc, valid-type]
-        def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
-            return super().infer_relative_search_space(_StudyWithPrior(study, prior), trial)
 
-        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> Any:
-            return super().sample_relative(_StudyWithPrior(study, prior), trial, search_space)
-
-        def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
-            return super().sample_independent(_StudyWithPrior(study, prior), trial, name, dist)
-
-    strategies._TPESampler = WarmTPE  # type: ignore[misc]
-    try:
-        return strategies._tpe(opts)
-    finally:
-        strategies._TPESampler = base  # type: ignore[misc]
+def _warm_tpe(opts: Any) -> optuna.samplers.BaseSampler:
+    prior = _landscape_trials()
+    return variants.tpe_reading(lambda study: variants.StudyView(study, with_prior(prior)))(opts)
 
 
 variants.OTHER_SAMPLERS[WARM_LABEL] = _warm_tpe

@@ -13,14 +13,18 @@ it (:func:`tpe_options`); the warm-up and every other strategy use gannas's own 
 
 One strategy is not TPE: ``gp+hyperband`` puts Optuna's Gaussian-process sampler where gannas's
 TPE would be (:func:`sampler_instead_of_tpe`), as a reference for whether what limits the
-per-seed speedup is TPE's or the benchmark's.
+per-seed speedup is TPE's or the benchmark's. The :data:`RUNG_MODELS` are gannas's TPE whose
+model reads every trial's FID at one evaluation step, as BOHB's does (:func:`tpe_reading` over a
+:class:`StudyView`), instead of completed trials' final FIDs.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import search_efficiency as bench  # noqa: E402 - after the path set-up, as a script
 
 from optuna.samplers import BaseSampler, GPSampler  # noqa: E402
+from optuna.study import Study  # noqa: E402
+from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from nas import strategies  # noqa: E402
 
@@ -55,6 +61,12 @@ TPE_VARIANTS: dict[str, dict[str, Any]] = {
     # (a categorical value seen once in the good group gets about (1/3 + 1) / 2 of the good
     # density with weight 1, and 0.94 with 0.1), so TPE concentrates on what it found sooner.
     "tpe-prior0.1+hyperband": {"prior_weight": 0.1},
+    # Fewer candidates per proposal than 24: less exploitation (1: a draw from the "good"
+    # density itself, as Thompson sampling would).
+    "tpe-ei1+hyperband": {"n_ei_candidates": 1},
+    "tpe-ei8+hyperband": {"n_ei_candidates": 8},
+    # One random start-up trial: the model starts after the first result.
+    "tpe-1-startup+hyperband": {"n_startup_trials": 1},
 }
 """Strategy label -> TPESampler keyword arguments that replace gannas's for that strategy."""
 
@@ -82,7 +94,113 @@ def _gp(opts: Any) -> BaseSampler:
     return GPSampler(seed=opts.seed, n_startup_trials=opts.n_startup_trials)
 
 
-OTHER_SAMPLERS: dict[str, Callable[[Any], BaseSampler]] = {"gp+hyperband": _gp}
+# --- TPE reading a view of the study ------------------------------------------------------
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class StudyView:
+    """A study as TPE reads it: its trials (all states) passed through ``transform``, then
+    filtered by the states asked for. Everything else is the study's own."""
+
+    def __init__(
+        self, study: Study, transform: Callable[[list[FrozenTrial]], list[FrozenTrial]]
+    ) -> None:
+        self._study, self._transform = study, transform
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _view(self, trials: list[FrozenTrial], states: Any) -> list[FrozenTrial]:
+        return [t for t in self._transform(trials) if states is None or t.state in states]
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
+        return self._view(self._study.get_trials(deepcopy=deepcopy), states)
+
+    # TPE reads trials through Study's private, cached accessor; it is wrapped the same way.
+    def _get_trials(
+        self, deepcopy: bool = True, states: Any = None, use_cache: bool = False
+    ) -> list[FrozenTrial]:
+        return self._view(self._study._get_trials(deepcopy=deepcopy, use_cache=use_cache), states)
+
+
+def tpe_reading(view: Callable[[Study], Any]) -> Callable[[Any], BaseSampler]:
+    """A builder (from make_sampler's options) of gannas's TPE whose model reads ``view(study)``
+    instead of the study; trials are still asked and told through the real study."""
+
+    def build(opts: Any) -> BaseSampler:
+        base = strategies._TPESampler
+
+        class TPEReadingView(base):  # type: ignore[misc, valid-type]
+            def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
+                return super().infer_relative_search_space(view(study), trial)
+
+            def sample_relative(self, study: Any, trial: Any, search_space: Any) -> Any:
+                return super().sample_relative(view(study), trial, search_space)
+
+            def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+                return super().sample_independent(view(study), trial, name, dist)
+
+        strategies._TPESampler = TPEReadingView  # type: ignore[misc]
+        try:
+            return strategies._tpe(opts)
+        finally:
+            strategies._TPESampler = base  # type: ignore[misc]
+
+    return build
+
+
+def model_rung(finished: Sequence[FrozenTrial], min_trials: float) -> int | None:
+    """The evaluation step TPE models under BOHB's rule: the largest step that at least
+    ``min_trials`` finished trials reported an FID at; the first step while none has that many."""
+    counts = Counter(step for t in finished for step in t.intermediate_values)
+    enough = [step for step, n in counts.items() if n >= min_trials]
+    if enough:
+        return max(enough)
+    return min(counts) if counts else None
+
+
+def at_model_rung(min_trials: float) -> Callable[[list[FrozenTrial]], list[FrozenTrial]]:
+    """Transform for :class:`StudyView`: every finished trial, completed or pruned, becomes a
+    completed one valued at its FID of :func:`model_rung`'s step (those that did not reach that
+    step are left out); running trials stay as they are."""
+
+    def transform(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+        rung = model_rung([t for t in trials if t.state in _FINISHED], min_trials)
+        out = []
+        for t in trials:
+            if t.state in _FINISHED:
+                if rung not in t.intermediate_values:
+                    continue
+                t = copy.copy(t)
+                t.state = TrialState.COMPLETE
+                t.values = [t.intermediate_values[rung]]
+            out.append(t)
+        return out
+
+    return transform
+
+
+RUNG_MODELS: dict[str, float] = {
+    "tpe-rung15-model+hyperband": math.inf,
+    "tpe-bohb10-model+hyperband": 10,
+    "tpe-bohb16-model+hyperband": 16,
+}
+"""Strategy label -> ``min_trials`` of a TPE that models one rung, as BOHB does: every trial's FID
+at the largest evaluation step that at least that many trials reached (BOHB asks for the number
+of parameters + 1; 16 is near that, 10 switches sooner; ``inf`` always models the first
+evaluation). gannas's TPE models completed trials' final FIDs and ranks pruned ones below them,
+so early on, when Hyperband has pruned most trials, it learns from few; a rung model learns from
+all of them, at the price of a noisier FID (Spearman about 0.8 with the final one at half the
+budget)."""
+
+OTHER_SAMPLERS: dict[str, Callable[[Any], BaseSampler]] = {
+    "gp+hyperband": _gp,
+    **{
+        label: tpe_reading(lambda study, n=n: StudyView(study, at_model_rung(n)))
+        for label, n in RUNG_MODELS.items()
+    },
+}
 """Strategy label -> builder of a sampler used instead of TPE (from make_sampler's options)."""
 
 

@@ -228,10 +228,13 @@ def test_the_warm_started_tpe_sees_the_prior_trials_and_stores_none_of_them(
         60: runs[0].events[0].history[60],
     }
     study = optuna.create_study()
-    view = surrogate_mod._StudyWithPrior(study, prior)
+    view = surrogate_mod.variants.StudyView(study, surrogate_mod.with_prior(prior))
     assert len(view.get_trials()) == 30
     assert view.get_trials(states=(optuna.trial.TrialState.PRUNED,)) == []
-    assert len(study.trials) == 0
+    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 1.0)
+    seen = view._get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(seen) == 31 and seen[0].params == study.trials[0].params
+    assert len(study.trials) == 1
 
 
 def test_readings_are_per_seed_against_random_of_the_same_seed(surrogate_mod):
