@@ -33,6 +33,14 @@ training seeds (``benchmarks/seed_noise.py``: one architecture's FID spans up to
 training seeds) caps the per-seed reading: what a sampler needs is to concentrate that hard
 from its first trials.
 
+The ``contact-*`` strategies (:class:`ContactSampler`) ask how much of that a search could learn
+by itself: each is random search until one of its trials lands in a region, and from then on
+samples only inside it, as if one trial, whatever its FID, were enough to know the region is
+good. With stages from coarse to fine (``lr_g`` first, then both learning rates, the box, the
+narrow region) each contact narrows the search further. ``oracle-lr-g+hyperband`` is told only
+the bound on ``lr_g``. These were screened on the surrogate of
+``search_efficiency_surrogate.py``, not run for real.
+
 ``--landscape JSON`` writes, for saved random-search runs, which parameter values the best tenth
 of trials have, and how much of the search and of that best tenth lies inside :data:`REGION`.
 """
@@ -62,7 +70,7 @@ from optuna.distributions import (  # noqa: E402
 )
 from optuna.samplers import BaseSampler, RandomSampler  # noqa: E402
 from optuna.study import Study  # noqa: E402
-from optuna.trial import FrozenTrial  # noqa: E402
+from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 bench = variants.bench
 
@@ -184,19 +192,105 @@ def _narrow_oracle(opts: Any) -> BaseSampler:
     return RegionSampler(REGION, seed=opts.seed, choices=NARROW_CHOICES)
 
 
+def _lr_g_oracle(opts: Any) -> BaseSampler:
+    return RegionSampler({"training.lr_g": REGION["training.lr_g"]}, seed=opts.seed)
+
+
 CEILINGS: dict[str, tuple[str, Any]] = {
     "oracle-region": ("none", _oracle),
     "oracle-region+hyperband": ("hyperband", _oracle),
     "oracle-narrow+hyperband": ("hyperband", _narrow_oracle),
+    "oracle-lr-g+hyperband": ("hyperband", _lr_g_oracle),
 }
 """Strategy label -> (gannas pruner, sampler builder). ``oracle-region*`` sample with
 :class:`RegionSampler` over :data:`REGION`; ``oracle-narrow+hyperband`` over :data:`REGION` and
-:data:`NARROW_CHOICES`."""
+:data:`NARROW_CHOICES`; ``oracle-lr-g+hyperband`` knows only ``REGION``'s bound on ``lr_g``."""
 
 for _label, (_pruner, _builder) in CEILINGS.items():
     # variants.run_strategy puts OTHER_SAMPLERS' builders where TPE would be, for that search only.
     variants.OTHER_SAMPLERS[_label] = _builder
     bench.STRATEGIES[_label] = ("tpe", _pruner, None)
+
+
+# --- oracles that learn the region on contact ----------------------------------------------
+
+Stage = tuple[Mapping[str, tuple[float, float]], Mapping[str, Sequence[Any]]]
+"""A region: numeric bounds (as :data:`REGION`) and categorical choices kept (as
+:data:`NARROW_CHOICES`)."""
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class ContactSampler(RegionSampler):
+    """Random search until a finished trial lands in one of ``stages``; from then on it samples
+    inside the finest stage that some finished trial lies in.
+
+    A reference for a learner without prior knowledge: it is not told the region before it
+    starts, only the moment its own search first touches it, and it then knows at once, whatever
+    that trial's FID was, that the whole stage is good. No sampler can learn a region from one
+    trial, so its reading is an upper bound on what discovering the region by search can buy,
+    given stages this coarse. Until the first contact it draws exactly what random search with
+    the same seed draws (one random generator, consumed in the same order).
+
+    Args:
+        stages: Regions from coarse to fine; a finer stage should lie inside the coarser ones.
+        seed: Seed of the random draws.
+    """
+
+    def __init__(self, stages: Sequence[Stage], *, seed: int | None) -> None:
+        super().__init__({}, seed=seed)
+        self._stages = [(dict(region), dict(choices)) for region, choices in stages]
+
+    def _stage(self, study: Study) -> Stage:
+        finished = study._get_trials(deepcopy=False, states=_FINISHED, use_cache=False)
+        current: Stage = ({}, {})
+        for region, choices in self._stages:
+            if any(in_region(t.params, region, choices) for t in finished):
+                current = (region, choices)
+        return current
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        # The stage only changes when a trial finishes, so every parameter of one trial is drawn
+        # in the same stage.
+        self._region, self._choices = self._stage(study)
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+LR_G: dict[str, tuple[float, float]] = {"training.lr_g": REGION["training.lr_g"]}
+""":data:`REGION`'s bound on the generator's learning rate alone (about half the space)."""
+RATES: dict[str, tuple[float, float]] = {
+    name: REGION[name] for name in ("training.lr_g", "training.lr_d")
+}
+""":data:`REGION`'s two learning-rate bounds."""
+
+BOX: Stage = (REGION, {})
+NARROW: Stage = (REGION, NARROW_CHOICES)
+CONTACT_STAGES: dict[str, list[Stage]] = {
+    "contact-box+hyperband": [BOX],
+    "contact-narrow+hyperband": [NARROW],
+    "contact-box-narrow+hyperband": [BOX, NARROW],
+    "contact-lr-box+hyperband": [(LR_G, {}), (RATES, {}), BOX],
+    "contact-lr-box-narrow+hyperband": [(LR_G, {}), (RATES, {}), BOX, NARROW],
+}
+"""Strategy label -> the stages its :class:`ContactSampler` learns, coarse to fine. The
+``contact-lr-*`` ones learn a single bound first (``lr_g`` >= 2e-4, about half the space), so its first contact
+is nearly certain: that is close to being told the bound, and its reading shows how much a
+sampler that narrowed one parameter at a time, each from its first good sign, would buy."""
+
+
+def _contact(stages: Sequence[Stage]) -> Any:
+    return lambda opts: ContactSampler(stages, seed=opts.seed)
+
+
+for _label, _stages in CONTACT_STAGES.items():
+    variants.OTHER_SAMPLERS[_label] = _contact(_stages)
+    bench.STRATEGIES[_label] = ("tpe", "hyperband", None)
 
 
 # --- the landscape ---------------------------------------------------------------------------

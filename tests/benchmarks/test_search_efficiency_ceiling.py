@@ -6,6 +6,7 @@ its region (and everywhere else at random), and the landscape's shares are count
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import optuna
@@ -81,6 +82,8 @@ def test_the_oracle_strategies_search_with_the_region_sampler_and_their_own_prun
         assert seen[label]._region == ceiling.REGION
     assert seen["oracle-region+hyperband"]._choices == {}
     assert seen["oracle-narrow+hyperband"]._choices == ceiling.NARROW_CHOICES
+    ceiling.bench.run_strategy("oracle-lr-g+hyperband", 3, "cfg")
+    assert seen["oracle-lr-g+hyperband"]._region == {"training.lr_g": (2e-4, 3e-3)}
     assert isinstance(seen["tpe+hyperband"], strategies._TPESampler)
     assert isinstance(make_sampler("tpe", seed=0), strategies._TPESampler)
 
@@ -211,3 +214,74 @@ def test_the_landscape_reports_the_narrow_regions_share(ceiling):
         "The narrow oracle's region (`training.lr_g` in [0.0002, 0.003], `training.loss` in "
         "{hinge}) holds 30.0% of the trials and 100% of the best tenth."
     ) in text
+
+
+def _contact_search(sampler: Any, objective: Any, n_trials: int) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=n_trials)
+    return study
+
+
+def _lr_and_depth(trial: optuna.Trial) -> float:
+    return trial.suggest_float("lr", 1e-5, 3e-3, log=True) + trial.suggest_int("depth", 2, 3)
+
+
+def test_a_contact_oracle_is_random_search_until_a_trial_lands_in_its_region(ceiling):
+    stages = [({"lr": (2e-3, 3e-3)}, {})]  # about 7 % of the log range
+    random = _contact_search(optuna.samplers.RandomSampler(seed=5), _lr_and_depth, 60)
+    contact = _contact_search(ceiling.ContactSampler(stages, seed=5), _lr_and_depth, 60)
+    first = next(t.number for t in random.trials if t.params["lr"] >= 2e-3)
+    assert 0 < first < 50  # seed 5 finds the region after a few trials
+    # the same draws as random search up to and including the first contact ...
+    assert [t.params for t in contact.trials[: first + 1]] == [
+        t.params for t in random.trials[: first + 1]
+    ]
+    # ... and only the region from then on, the rest of the space still at random
+    after = contact.trials[first + 1 :]
+    assert all(t.params["lr"] >= 2e-3 for t in after)
+    assert {t.params["depth"] for t in after} == {2, 3}
+
+
+def test_a_contact_oracle_moves_to_the_finest_stage_it_has_touched(ceiling):
+    coarse = ({"lr": (2e-4, 3e-3)}, {})
+    fine = ({"lr": (2e-4, 3e-3), "depth": (2, 2)}, {})
+    sampler = ceiling.ContactSampler([coarse, fine], seed=0)
+    study = optuna.create_study(sampler=sampler)
+    dists = {
+        "lr": FloatDistribution(1e-5, 3e-3, log=True),
+        "depth": IntDistribution(2, 3),
+    }
+    assert sampler._stage(study) == ({}, {})
+    study.add_trial(
+        optuna.trial.create_trial(params={"lr": 1e-3, "depth": 3}, distributions=dists, value=1.0)
+    )
+    assert sampler._stage(study) == coarse
+    # a running trial inside the fine stage is no contact yet: it has no result
+    study.enqueue_trial({"lr": 1e-3, "depth": 2})
+    running = study.ask(dists)
+    assert ceiling.in_region(running.params, fine[0])
+    assert sampler._stage(study) == coarse
+    # a pruned one is: the search has tried that part of the space
+    study.tell(running, state=optuna.trial.TrialState.PRUNED)
+    assert sampler._stage(study) == fine
+
+
+def test_the_contact_strategies_learn_their_stages_coarse_to_fine(ceiling, monkeypatch):
+    seen: dict[str, Any] = {}
+
+    def fake_search(strategy: str, seed: int, *args: Any) -> str:
+        seen[strategy] = make_sampler("tpe", seed=seed)
+        return strategy
+
+    monkeypatch.setattr(ceiling.variants, "_run_strategy", fake_search)
+    for label in ceiling.CONTACT_STAGES:
+        assert ceiling.bench.STRATEGIES[label] == ("tpe", "hyperband", None)
+        ceiling.bench.run_strategy(label, 3, "cfg")
+        assert isinstance(seen[label], ceiling.ContactSampler)
+    stages = seen["contact-lr-box-narrow+hyperband"]._stages
+    assert stages[-1] == (ceiling.REGION, ceiling.NARROW_CHOICES)
+    # each stage lies inside the one before it: its bounds are at least as tight
+    for outer, inner in itertools.pairwise(stages):
+        for name, (lo, hi) in outer[0].items():
+            assert inner[0][name][0] >= lo and inner[0][name][1] <= hi
