@@ -192,8 +192,16 @@ def _narrow_oracle(opts: Any) -> BaseSampler:
     return RegionSampler(REGION, seed=opts.seed, choices=NARROW_CHOICES)
 
 
+LR_G: dict[str, tuple[float, float]] = {"training.lr_g": REGION["training.lr_g"]}
+""":data:`REGION`'s bound on the generator's learning rate alone (about half the space)."""
+RATES: dict[str, tuple[float, float]] = {
+    name: REGION[name] for name in ("training.lr_g", "training.lr_d")
+}
+""":data:`REGION`'s two learning-rate bounds."""
+
+
 def _lr_g_oracle(opts: Any) -> BaseSampler:
-    return RegionSampler({"training.lr_g": REGION["training.lr_g"]}, seed=opts.seed)
+    return RegionSampler(LR_G, seed=opts.seed)
 
 
 CEILINGS: dict[str, tuple[str, Any]] = {
@@ -227,10 +235,10 @@ class ContactSampler(RegionSampler):
 
     A reference for a learner without prior knowledge: it is not told the region before it
     starts, only the moment its own search first touches it, and it then knows at once, whatever
-    that trial's FID was, that the whole stage is good. No sampler can learn a region from one
-    trial, so its reading is an upper bound on what discovering the region by search can buy,
-    given stages this coarse. Until the first contact it draws exactly what random search with
-    the same seed draws (one random generator, consumed in the same order).
+    that trial's FID was, that the whole stage is good. No sampler learns a region from one noisy
+    trial, so it is generous there; it is not a strict bound, since until the first contact it
+    explores at random, which a learner may do better. Until then it draws exactly what random
+    search with the same seed draws (one random generator, consumed in the same order).
 
     Args:
         stages: Regions from coarse to fine; a finer stage should lie inside the coarser ones.
@@ -262,13 +270,6 @@ class ContactSampler(RegionSampler):
         return super().sample_independent(study, trial, param_name, param_distribution)
 
 
-LR_G: dict[str, tuple[float, float]] = {"training.lr_g": REGION["training.lr_g"]}
-""":data:`REGION`'s bound on the generator's learning rate alone (about half the space)."""
-RATES: dict[str, tuple[float, float]] = {
-    name: REGION[name] for name in ("training.lr_g", "training.lr_d")
-}
-""":data:`REGION`'s two learning-rate bounds."""
-
 BOX: Stage = (REGION, {})
 NARROW: Stage = (REGION, NARROW_CHOICES)
 CONTACT_STAGES: dict[str, list[Stage]] = {
@@ -279,9 +280,10 @@ CONTACT_STAGES: dict[str, list[Stage]] = {
     "contact-lr-box-narrow+hyperband": [(LR_G, {}), (RATES, {}), BOX, NARROW],
 }
 """Strategy label -> the stages its :class:`ContactSampler` learns, coarse to fine. The
-``contact-lr-*`` ones learn a single bound first (``lr_g`` >= 2e-4, about half the space), so its first contact
-is nearly certain: that is close to being told the bound, and its reading shows how much a
-sampler that narrowed one parameter at a time, each from its first good sign, would buy."""
+``contact-lr-*`` ones learn a single bound first (``lr_g`` >= 2e-4, about half the space), so
+their first contact is nearly certain: that is close to being told the bound. Their readings show
+how much a sampler that narrowed one parameter group at a time, each from its first trial there,
+would buy."""
 
 
 def _contact(stages: Sequence[Stage]) -> Any:

@@ -188,11 +188,12 @@ RUNG_MODELS: dict[str, float] = {
 }
 """Strategy label -> ``min_trials`` of a TPE that models one rung, as BOHB does: every trial's FID
 at the largest evaluation step that at least that many trials reached (BOHB asks for the number
-of parameters + 1; 16 is near that, 10 switches sooner; ``inf`` always models the first
-evaluation). gannas's TPE models completed trials' final FIDs and ranks pruned ones below them,
-so early on, when Hyperband has pruned most trials, it learns from few; a rung model learns from
-all of them, at the price of a noisier FID (Spearman about 0.8 with the final one at half the
-budget)."""
+of parameters + 1, 20 in ``dcgan-cpu``; 16 and 10 switch sooner, as a search of 60-odd trials
+needs; ``inf`` always models the first evaluation).
+
+gannas's TPE models completed trials' final FIDs and ranks pruned ones below them, so early on,
+when Hyperband has pruned most trials, it learns from few; a rung model learns from all of them,
+at the price of a noisier FID (Spearman about 0.8 with the final one at half the budget)."""
 
 OTHER_SAMPLERS: dict[str, Callable[[Any], BaseSampler]] = {
     "gp+hyperband": _gp,
