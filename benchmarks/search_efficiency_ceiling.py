@@ -248,6 +248,7 @@ class ContactSampler(RegionSampler):
     def __init__(self, stages: Sequence[Stage], *, seed: int | None) -> None:
         super().__init__({}, seed=seed)
         self._stages = [(dict(region), dict(choices)) for region, choices in stages]
+        self._staged_for: int | None = None  # the trial whose stage _region/_choices hold
 
     def _stage(self, study: Study) -> Stage:
         finished = study._get_trials(deepcopy=False, states=_FINISHED, use_cache=False)
@@ -264,9 +265,12 @@ class ContactSampler(RegionSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
-        # The stage only changes when a trial finishes, so every parameter of one trial is drawn
-        # in the same stage.
-        self._region, self._choices = self._stage(study)
+        # One stage per trial, read at its first parameter: every parameter of a trial is drawn
+        # in the same stage even if another trial finishes meanwhile, and the study's trials are
+        # read once per trial rather than once per parameter.
+        if self._staged_for != trial.number:
+            self._region, self._choices = self._stage(study)
+            self._staged_for = trial.number
         return super().sample_independent(study, trial, param_name, param_distribution)
 
 

@@ -267,6 +267,35 @@ def test_a_contact_oracle_moves_to_the_finest_stage_it_has_touched(ceiling):
     assert sampler._stage(study) == fine
 
 
+def test_a_contact_oracle_draws_all_of_a_trials_parameters_in_one_stage(ceiling):
+    region = {"lr": (2e-3, 3e-3), "depth": (2, 2)}
+    study = optuna.create_study(sampler=ceiling.ContactSampler([(region, {})], seed=1))
+    dists = {"lr": FloatDistribution(1e-5, 3e-3, log=True), "depth": IntDistribution(2, 3)}
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-5, 3e-3, log=True)  # drawn before any contact
+    # another worker's trial lands in the region while this one is being sampled
+    study.add_trial(
+        optuna.trial.create_trial(params={"lr": 2.5e-3, "depth": 2}, distributions=dists, value=1.0)
+    )
+    depths = {trial.suggest_int("depth", 2, 3)}
+    for _ in range(30):  # the trials after it sample inside the region
+        later = study.ask(dists)
+        assert ceiling.in_region(later.params, region)
+        study.tell(later, 1.0)
+    # the interrupted trial's later parameters are still drawn at random over the whole space
+    for seed in range(2, 30):
+        study = optuna.create_study(sampler=ceiling.ContactSampler([(region, {})], seed=seed))
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-5, 3e-3, log=True)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": 2.5e-3, "depth": 2}, distributions=dists, value=1.0
+            )
+        )
+        depths.add(trial.suggest_int("depth", 2, 3))
+    assert depths == {2, 3}
+
+
 def test_the_contact_strategies_learn_their_stages_coarse_to_fine(ceiling, monkeypatch):
     seen: dict[str, Any] = {}
 
