@@ -70,7 +70,7 @@ from optuna.distributions import (  # noqa: E402
 )
 from optuna.samplers import BaseSampler, RandomSampler  # noqa: E402
 from optuna.study import Study  # noqa: E402
-from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+from optuna.trial import FrozenTrial  # noqa: E402
 
 bench = variants.bench
 
@@ -214,19 +214,11 @@ CEILINGS: dict[str, tuple[str, Any]] = {
 :class:`RegionSampler` over :data:`REGION`; ``oracle-narrow+hyperband`` over :data:`REGION` and
 :data:`NARROW_CHOICES`; ``oracle-lr-g+hyperband`` knows only ``REGION``'s bound on ``lr_g``."""
 
-for _label, (_pruner, _builder) in CEILINGS.items():
-    # variants.run_strategy puts OTHER_SAMPLERS' builders where TPE would be, for that search only.
-    variants.OTHER_SAMPLERS[_label] = _builder
-    bench.STRATEGIES[_label] = ("tpe", _pruner, None)
-
-
 # --- oracles that learn the region on contact ----------------------------------------------
 
 Stage = tuple[Mapping[str, tuple[float, float]], Mapping[str, Sequence[Any]]]
 """A region: numeric bounds (as :data:`REGION`) and categorical choices kept (as
 :data:`NARROW_CHOICES`)."""
-
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class ContactSampler(RegionSampler):
@@ -251,7 +243,7 @@ class ContactSampler(RegionSampler):
         self._staged_for: int | None = None  # the trial whose stage _region/_choices hold
 
     def _stage(self, study: Study) -> Stage:
-        finished = study._get_trials(deepcopy=False, states=_FINISHED, use_cache=False)
+        finished = study._get_trials(deepcopy=False, states=variants.FINISHED, use_cache=False)
         current: Stage = ({}, {})
         for region, choices in self._stages:
             if any(in_region(t.params, region, choices) for t in finished):
@@ -294,9 +286,11 @@ def _contact(stages: Sequence[Stage]) -> Any:
     return lambda opts: ContactSampler(stages, seed=opts.seed)
 
 
-for _label, _stages in CONTACT_STAGES.items():
-    variants.OTHER_SAMPLERS[_label] = _contact(_stages)
-    bench.STRATEGIES[_label] = ("tpe", "hyperband", None)
+_CONTACTS = {label: ("hyperband", _contact(stages)) for label, stages in CONTACT_STAGES.items()}
+for _label, (_pruner, _builder) in {**CEILINGS, **_CONTACTS}.items():
+    # variants.run_strategy puts OTHER_SAMPLERS' builders where TPE would be, for that search only.
+    variants.OTHER_SAMPLERS[_label] = _builder
+    bench.STRATEGIES[_label] = ("tpe", _pruner, None)
 
 
 # --- the landscape ---------------------------------------------------------------------------

@@ -96,7 +96,8 @@ def _gp(opts: Any) -> BaseSampler:
 
 # --- TPE reading a view of the study ------------------------------------------------------
 
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+"""The states of a trial that has a result: completed, or pruned with its last FID."""
 
 
 class StudyView:
@@ -166,10 +167,10 @@ def at_model_rung(min_trials: float) -> Callable[[list[FrozenTrial]], list[Froze
     step are left out); running trials stay as they are."""
 
     def transform(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-        rung = model_rung([t for t in trials if t.state in _FINISHED], min_trials)
+        rung = model_rung([t for t in trials if t.state in FINISHED], min_trials)
         out = []
         for t in trials:
-            if t.state in _FINISHED:
+            if t.state in FINISHED:
                 if rung not in t.intermediate_values:
                     continue
                 t = copy.copy(t)
