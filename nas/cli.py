@@ -436,10 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         _echo_err("aborted")
         return 130
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        if isinstance(exc, _click_exceptions()):  # usage errors: a bad option, a missing argument
             exc.show()
             return exc.exit_code
         if os.environ.get("GANNAS_DEBUG"):
@@ -449,8 +447,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _click_exceptions() -> tuple[type[Exception], ...]:
+    """The usage-error classes the parser may raise: click's own, and typer >= 0.20's vendored
+    copy of click (``typer._click``), whose exceptions do not derive from click's."""
+    import click
+
+    classes: list[type[Exception]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+    except ImportError:  # typer that uses click itself
+        pass
+    else:
+        classes.append(VendoredClickException)
+    return tuple(classes)
+
+
 # Commands contributed by other modules register themselves on ``app`` when imported.
 from nas import cli_stages as _cli_stages  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Run as ``python -m nas.cli``, this file is ``__main__``, and cli_stages registered its
+    # commands on the ``app`` of a second import, ``nas.cli``: run that one, which has them all.
+    from nas.cli import main as _main
+
+    sys.exit(_main())
