@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -53,6 +55,23 @@ class SearchInterrupted(GannasError):
     """The user interrupted the search; the study was left consistent."""
 
     exit_code = 130
+
+
+class SearchAborted(GannasError):
+    """Trial after trial lost its worker; the search stopped instead of retrying forever."""
+
+    exit_code = 1
+
+
+LOST_IN_A_ROW_MIN = 5
+"""A search stops once this many trials in a row (or two per worker, if more) lost their worker
+with no trial finishing in between: an error that hits every trial (a worker that cannot import
+a package, a store it cannot write) would otherwise fail and retry trials forever, since a lost
+trial does not count towards ``--trials``. A short outage of a few workers stays under it."""
+
+
+def lost_in_a_row_limit(workers: int) -> int:
+    return max(LOST_IN_A_ROW_MIN, 2 * workers)
 
 
 @dataclass
@@ -106,7 +125,7 @@ def run_search(
     """Run (or continue) a search until the study holds ``how.trials`` finished trials."""
     from search_spaces import resolve_space, sample_config
     from storage import is_local_only, open_storage, redact_url, resolve_storage_url
-    from nas.strategies import make_sampler
+    from nas.strategies import make_pruner, make_sampler
     from nas.scoring import load_data
 
     progress = progress or SearchProgress()
@@ -143,6 +162,12 @@ def run_search(
             "--cost-exponent (or use --sampler tpe with one objective)"
         )
 
+    # Everything that can be refused is checked before the study exists, so that a mistyped
+    # option leaves no study behind that would then refuse the corrected command as a different
+    # protocol (its identity is recorded at creation).
+    make_pruner(pruner_name, min_resource=eval_at[0], max_resource=eval_at[-1])
+    check_artifact_store(where.artifacts)
+    check_device(where.device, local=where.address is None)
     storage = open_storage(
         url, heartbeat_interval=where.heartbeat_interval, grace_period=where.grace_period
     )
@@ -176,27 +201,15 @@ def run_search(
         "feature_extractor": what.scoring.feature_extractor or "inception-v3",
         "objectives": list(objectives),
     }
-    study = open_study(
-        storage,
-        name=study_name,
-        sampler=sampler,
-        directions=["minimize"] * len(objectives),
-        identity=identity,
-        space_yaml=space.to_yaml(),
-    )
-    for number in recover_stale_trials(study, storage):
-        progress.on_message(f"trial {number} had lost its worker; it will be retried")
-
-    started = time.perf_counter()
-    target = how.trials
-    trials_now = 0
-    progress.on_start(study_name, target, count_finished(study.get_trials(deepcopy=False)))
-    if count_finished(study.get_trials(deepcopy=False)) >= target and not _running(study):
-        return _summary(study, url, target, started, trials_now, redact_url)
-
     gpus = where.gpus_per_trial
     if gpus is None:
         gpus = 1.0 if _has_gpu() else 0.0
+    started = time.perf_counter()
+    target = how.trials
+    trials_now = 0
+    # The executor and the reference statistics come before the study too: a missing feature
+    # network, a failed weights download or an unreachable Ray cluster is refused with no study
+    # created. The statistics are cached on disk, so continuing a study pays little for this.
     executor = executor or make_executor(
         where.executor,
         address=where.address,
@@ -206,8 +219,21 @@ def run_search(
     try:
         progress.on_message("computing reference statistics of the real data (cached on disk)")
         reference = executor.compute_reference(score, where.device)
+        study = open_study(
+            storage,
+            name=study_name,
+            sampler=sampler,
+            directions=["minimize"] * len(objectives),
+            identity=identity,
+            space_yaml=space.to_yaml(),
+        )
         if reference.extractor_identity is not None:
             check_feature_network(study, reference.extractor_identity)
+        for number in recover_stale_trials(study, storage):
+            progress.on_message(f"trial {number} had lost its worker; it will be retried")
+        progress.on_start(study_name, target, count_finished(study.get_trials(deepcopy=False)))
+        if count_finished(study.get_trials(deepcopy=False)) >= target and not _running(study):
+            return _summary(study, url, target, started, trials_now, redact_url)
         loop = _Loop(
             study=study,
             storage=storage,
@@ -240,6 +266,7 @@ def run_search(
             target=target,
             workers=where.workers,
             max_retries=how.max_retries,
+            lost_limit=lost_in_a_row_limit(where.workers),
             poll=min(where.heartbeat_interval, 2.0),
             beat_every=float(where.heartbeat_interval),
             prepare_ahead=(
@@ -400,6 +427,61 @@ def _has_gpu() -> bool:
     return torch.cuda.is_available()
 
 
+def check_artifact_store(spec: str | None) -> None:
+    """Refuse an artifact store the trials could not write to, before any trial runs.
+
+    Each trial opens the store on its worker; a store that cannot work (``s3://`` without boto3,
+    a path that is a file, a directory that cannot be created or written) would otherwise fail
+    every trial. An S3 bucket is not written to here: its credentials are the workers'.
+    """
+    if not spec:
+        return
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from storage.artifacts import make_artifact_store
+
+    try:
+        store = make_artifact_store(spec)
+    except OSError as exc:
+        raise StorageError(
+            f"--artifacts {spec!r}: cannot create the directory ({exc.strerror or exc})"
+        ) from exc
+    if isinstance(store, FileSystemArtifactStore):
+        directory = Path(spec.removeprefix("file://")).expanduser().resolve()
+        try:
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+        except OSError as exc:
+            raise StorageError(
+                f"--artifacts {spec!r}: the directory is not writable ({exc.strerror or exc})"
+            ) from exc
+
+
+def check_device(device: str | None, *, local: bool) -> None:
+    """Refuse a ``--device`` that torch does not know, or (``local``: trials run on this
+    machine) one this machine does not have. Workers of a cluster are not checked from here."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise GannasError(
+            f"--device {device!r} is not a torch device; expected cpu, cuda, cuda:N or mps"
+        ) from None
+    if not local:
+        return
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise GannasError(f"--device {device!r}: this machine has no CUDA GPU")
+        if parsed.index is not None and parsed.index >= count:
+            raise GannasError(f"--device {device!r}: this machine has {count} CUDA GPU(s)")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise GannasError(f"--device {device!r}: MPS is not available on this machine")
+
+
 def _running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
@@ -443,6 +525,8 @@ class _Loop:
     workers: int
     max_retries: int
     poll: float
+    lost_limit: int = LOST_IN_A_ROW_MIN
+    """Trials in a row that may lose their worker before the search stops (:class:`SearchAborted`)."""
     beat_every: float = 5.0
     """Seconds between the controller's heartbeats of a trial, and between stale-trial scans."""
     _retried: set[int] = field(default_factory=set)
@@ -454,6 +538,8 @@ class _Loop:
     :meth:`run`); 0 for a sequential search."""
     _ready: list[TrialJob] = field(default_factory=list)
     """Trials prepared ahead: RUNNING in the study, heartbeat kept, not yet submitted."""
+    _lost_in_a_row: int = 0
+    """Trials whose worker was lost since the last trial that finished (any state)."""
     _fresh: list[int] = field(default_factory=list)
     """Ids of trials created for this turn's free workers and not prepared yet. Not in
     :meth:`_ours` (nor counted against the target) until prepared: the turn's fill loop runs until
@@ -531,6 +617,9 @@ class _Loop:
                 "interrupted: running trials were stopped and marked FAIL (interrupted); "
                 "the study is consistent. Run the same command again to continue it"
             ) from None
+        except SearchAborted:
+            self._interrupt(reason="stopped with the search, which lost too many trials in a row")
+            raise
 
     def _hand_over_without_snapshot(self, done: list[Finished], scanned: float) -> bool:
         """Whether to keep waiting for workers to free up without starting a new turn.
@@ -688,6 +777,7 @@ class _Loop:
     def _handle(self, done: Finished) -> None:
         number = done.job.trial_number
         if done.error is None and done.summary is not None:
+            self._lost_in_a_row = 0
             s = done.summary
             detail = f"FID {s['fid']:.3f}" if s.get("fid") is not None else s.get("reason", "")
             self.progress.on_message(
@@ -708,8 +798,16 @@ class _Loop:
             reason=reason,
         ):
             self.progress.on_message(f"trial {number} FAIL, {reason}; it will be retried")
+        self._lost_in_a_row += 1
+        if self._lost_in_a_row >= self.lost_limit:
+            raise SearchAborted(
+                f"stopped: {self._lost_in_a_row} trials in a row lost their worker and none "
+                f"finished; the last: {why} ({describe_error(done.error)}). The lost trials are "
+                "marked FAIL and will be retried: fix the cause and run the same command again "
+                "to continue the study"
+            )
 
-    def _interrupt(self) -> None:
+    def _interrupt(self, reason: str = "interrupted by the user (Ctrl-C)") -> None:
         ready, self._ready = self._ready, []
         fresh, self._fresh = self._fresh, []
         for trial_id in [job.trial_id for job in [*self.executor.cancel_all(), *ready]] + fresh:
@@ -718,5 +816,5 @@ class _Loop:
                 trial_id,
                 kind=attrs.FAIL_KIND_INFRA,
                 status="interrupted",
-                reason="interrupted by the user (Ctrl-C); retried when the search continues",
+                reason=f"{reason}; retried when the search continues",
             )

@@ -124,7 +124,23 @@ def validate_settings(what: WhatToSearch, how: HowToSearch, where: WhereToRun) -
         what.scoring.fid_samples >= 2,
         f"--fid-samples must be at least 2, got {what.scoring.fid_samples}",
     )
+    need(
+        what.scoring.real_samples is None or what.scoring.real_samples >= 2,
+        f"--real-samples must be at least 2, got {what.scoring.real_samples}",
+    )
     need(where.workers >= 1, f"--workers must be at least 1, got {where.workers}")
+    need(
+        where.keep_checkpoints >= 0,
+        f"--keep-checkpoints must be >= 0, got {where.keep_checkpoints}",
+    )
+    need(
+        where.heartbeat_interval >= 1,
+        f"--heartbeat-interval must be at least 1 second, got {where.heartbeat_interval}",
+    )
+    need(
+        where.grace_period >= 1,
+        f"--grace-period must be at least 1 second, got {where.grace_period}",
+    )
     need(where.cpus_per_trial > 0, f"--cpus-per-trial must be > 0, got {where.cpus_per_trial}")
     need(
         where.gpus_per_trial is None or where.gpus_per_trial >= 0,

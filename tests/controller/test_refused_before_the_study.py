@@ -1,0 +1,168 @@
+"""A search that cannot work is refused before its study exists, and a search whose trials all
+lose their worker stops instead of retrying forever.
+
+A study records its protocol when it is created; a study left behind by a refused command would
+refuse the corrected command as a different protocol. So every refusal here is checked to leave
+no study."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas import attrs
+from nas.cli import main
+from nas.controller import SearchAborted, lost_in_a_row_limit, run_search
+from nas.executors import Finished, Reference
+
+
+def _search_args(db: Path, extractor: str, *extra: str) -> list[str]:
+    return ["search", "--space", "dcgan", "--dataset", "digits", "--resolution", "16",
+            "--budget", "4", "--eval-points", "1", "--fid-samples", "16", "--real-samples", "64",
+            "--feature-extractor", extractor, "--executor", "inline", "--workers", "1",
+            "--trials", "1", "--sampler", "random", "--pruner", "none",
+            "--storage", f"sqlite:///{db}", *extra]  # fmt: skip
+
+
+def _studies(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    return optuna.get_all_study_names(storage=f"sqlite:///{db}")
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--pruner", "bar"], "unknown pruner 'bar'"),
+        (["--keep-checkpoints", "-1"], "--keep-checkpoints must be >= 0"),
+        (["--real-samples", "1"], "--real-samples must be at least 2"),
+        (["--heartbeat-interval", "0"], "--heartbeat-interval must be at least 1"),
+        (["--grace-period", "0"], "--grace-period must be at least 1"),
+        (["--device", "tpu"], "--device 'tpu' is not a torch device"),
+        (["--artifacts", "/etc/hostname/art"], "--artifacts '/etc/hostname/art'"),
+    ],
+)
+def test_a_bad_option_is_refused_by_name_and_leaves_no_study(
+    tmp_path, tiny_extractor, capsys, extra, named
+):
+    db = tmp_path / "study.db"
+    assert main(_search_args(db, tiny_extractor, *extra)) == 2
+    err = capsys.readouterr().err
+    assert named in err and "internal error" not in err
+    assert _studies(db) == []
+
+
+def test_an_s3_artifact_store_without_boto3_is_refused_before_any_trial(
+    tmp_path, tiny_extractor, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "boto3", None)  # ``import boto3`` raises ImportError
+    db = tmp_path / "study.db"
+    assert main(_search_args(db, tiny_extractor, "--artifacts", "s3://bucket/x")) == 2
+    assert "needs the boto3 package" in capsys.readouterr().err
+    assert _studies(db) == []
+
+
+def test_cuda_on_a_machine_without_it_is_refused(tmp_path, tiny_extractor, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    db = tmp_path / "study.db"
+    assert main(_search_args(db, tiny_extractor, "--device", "cuda")) == 2
+    assert "--device 'cuda': this machine has no CUDA GPU" in capsys.readouterr().err
+    assert _studies(db) == []
+
+
+def test_a_missing_feature_network_leaves_no_study_and_the_corrected_command_runs(
+    tmp_path, tiny_extractor, capsys
+):
+    db = tmp_path / "study.db"
+    missing = str(tmp_path / "nowhere.pt")
+    assert main(_search_args(db, missing)) == 2
+    assert "nowhere.pt" in capsys.readouterr().err
+    assert _studies(db) == []
+    # Before the fix the first command had recorded the missing path as the study's protocol,
+    # and this one was refused as "created with feature_extractor=...nowhere.pt".
+    assert main(_search_args(db, tiny_extractor)) == 0
+    (study,) = optuna.get_all_study_summaries(storage=f"sqlite:///{db}")
+    assert study.n_trials == 1
+
+
+class _DyingExecutor:
+    """Every trial's worker dies; after ``heal_after`` deaths, trials complete."""
+
+    def __init__(self, storage_url: str, heal_after: int | None = None) -> None:
+        from storage import open_storage
+
+        self._storage = open_storage(storage_url)
+        self._queue: list[Any] = []
+        self._heal_after = heal_after
+        self.deaths = 0
+
+    def compute_reference(self, spec: Any, device: str | None) -> Reference:
+        return Reference(handle=None, extractor_identity=None)
+
+    def submit(self, job: Any, reference: Any) -> None:
+        self._queue.append(job)
+
+    def wait(self, timeout: float) -> list[Finished]:
+        if not self._queue:
+            return []
+        job, self._queue = self._queue[0], self._queue[1:]
+        if self._heal_after is not None and self.deaths >= self._heal_after:
+            value = 1.0
+            self._storage.set_trial_user_attr(job.trial_id, attrs.FID, value)
+            self._storage.set_trial_state_values(
+                job.trial_id, state=TrialState.COMPLETE, values=[value]
+            )
+            return [Finished(job, {"state": "COMPLETE", "fid": value, "worker": "t"}, None)]
+        self.deaths += 1
+        return [Finished(job, None, ImportError("No module named 'gannas_missing_dep'"))]
+
+    def running(self) -> list[Any]:
+        return list(self._queue)
+
+    def cancel_all(self) -> list[Any]:
+        jobs, self._queue = self._queue, []
+        return jobs
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_a_search_whose_every_trial_loses_its_worker_stops_with_the_error(
+    quick_search, storage_url
+):
+    what, how, where = quick_search(trials=3, workers=1)
+    executor = _DyingExecutor(storage_url)
+    with pytest.raises(SearchAborted) as raised:
+        run_search(what, how, where, executor=executor)
+
+    limit = lost_in_a_row_limit(1)
+    assert executor.deaths == limit
+    message = str(raised.value)
+    assert f"{limit} trials in a row lost their worker" in message
+    assert "gannas_missing_dep" in message
+    trials = optuna.load_study(study_name=how.study, storage=storage_url).get_trials()
+    assert len(trials) == limit
+    assert all(t.state == TrialState.FAIL for t in trials)
+    assert {t.user_attrs[attrs.FAIL_KIND] for t in trials} == {attrs.FAIL_KIND_INFRA}
+    # the lost architectures were retried, as any lost trial is, before the search gave up
+    assert any(attrs.RETRY_OF in t.user_attrs for t in trials)
+
+
+def test_losses_below_the_limit_are_retried_and_the_search_finishes(quick_search, storage_url):
+    what, how, where = quick_search(trials=3, workers=1)
+    executor = _DyingExecutor(storage_url, heal_after=lost_in_a_row_limit(1) - 1)
+    summary = run_search(what, how, where, executor=executor)
+    assert summary.finished == 3
+
+
+def test_the_limit_grows_with_the_workers():
+    assert lost_in_a_row_limit(1) == 5
+    assert lost_in_a_row_limit(16) == 32
