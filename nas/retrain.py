@@ -276,9 +276,9 @@ def retrain_top(
         GannasError: unknown study, a study without completed trials, a final-stage study, bad
             numbers, or a stored space that no longer rebuilds the stored architectures.
     """
-    from nas.controller import run_search
+    from nas.controller import check_artifact_store, check_device, run_search
     from nas.pareto import rank_trials
-    from nas.settings import HowToSearch, ScoringSettings, WhatToSearch
+    from nas.settings import HowToSearch, ScoringSettings, WhatToSearch, validate_settings
     from search_spaces import space_from_text
     from storage import open_storage, resolve_storage_url
 
@@ -311,6 +311,47 @@ def retrain_top(
         _check_replay(space, trial, identity)
 
     objectives = tuple(identity.get("objectives") or ("fid",))
+    extractor = feature_extractor or identity.get("feature_extractor")
+    if extractor == "inception-v3":
+        extractor = None
+    eval_at = identity.get("eval_at") or [identity.get("budget", budget)]
+    what = WhatToSearch(
+        space="",  # replaced below by the file the stored space is written to
+        dataset=dataset or str(identity["dataset"]),
+        resolution=int(identity["resolution"]),
+        channels=int(identity["channels"]),
+        budget=budget,
+        eval_points=eval_points if eval_points is not None else len(eval_at),
+        scoring=ScoringSettings(
+            fid_samples=fid_samples,
+            real_samples=real_samples,
+            inception_weights=inception_weights,
+            allow_unverified_weights=allow_unverified_weights,
+            feature_extractor=extractor,
+            metrics=tuple(identity.get("metrics") or ("fid",)),
+        ),
+        data_root=data_root,
+        seed=seed,
+    )
+    # Checked before the final study is created or anything is enqueued: a refused option
+    # must leave nothing behind (run_search checks the rest before it records the protocol).
+    validate_settings(
+        what,
+        HowToSearch(trials=1, sampler="random", pruner="none", objectives=objectives),
+        where,
+    )
+    check_artifact_store(where.artifacts)
+    check_device(where.device, local=where.address is None)
+    if extractor and not Path(extractor).expanduser().is_file():
+        if feature_extractor:
+            raise GannasError(f"--feature-extractor {extractor!r}: no such file")
+        raise GannasError(
+            f"study {study_name!r} was scored with the feature extractor {extractor!r}, which is "
+            "not there any more; pass --feature-extractor with the file's new path"
+        )
+    if inception_weights and not Path(inception_weights).expanduser().is_file():
+        raise GannasError(f"--inception-weights {inception_weights!r}: no such file")
+
     final_name = final_study_name(study_name)
     final = optuna.create_study(
         storage=storage,
@@ -334,28 +375,6 @@ def retrain_top(
             },
         )
 
-    extractor = feature_extractor or identity.get("feature_extractor")
-    if extractor == "inception-v3":
-        extractor = None
-    eval_at = identity.get("eval_at") or [identity.get("budget", budget)]
-    what = WhatToSearch(
-        space="",  # replaced below by the file the stored space is written to
-        dataset=dataset or str(identity["dataset"]),
-        resolution=int(identity["resolution"]),
-        channels=int(identity["channels"]),
-        budget=budget,
-        eval_points=eval_points if eval_points is not None else len(eval_at),
-        scoring=ScoringSettings(
-            fid_samples=fid_samples,
-            real_samples=real_samples,
-            inception_weights=inception_weights,
-            allow_unverified_weights=allow_unverified_weights,
-            feature_extractor=extractor,
-            metrics=tuple(identity.get("metrics") or ("fid",)),
-        ),
-        data_root=data_root,
-        seed=seed,
-    )
     how = HowToSearch(
         trials=max(target, 1),
         study=final_name,

@@ -197,3 +197,29 @@ def test_retrain_errors_are_one_line(storage_url, capsys):
 
     code, err = retrain("empty", "--top", "0")
     assert code == 2 and "--top must be at least 1" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--budget", "0"], "--budget must be at least 1"),
+        (["--fid-samples", "1"], "--fid-samples must be at least 2"),
+        (["--feature-extractor", "/nonexistent/fx.pt"], "--feature-extractor '/nonexistent/fx.pt'"),
+        (["--device", "tpu"], "--device 'tpu' is not a torch device"),
+    ],
+)
+def test_a_refused_retrain_creates_no_final_stage_and_the_corrected_one_runs(
+    tiny_search, storage_url, tmp_path, capsys, extra, named
+):
+    what, how, where = tiny_search(trials=2, artifacts=False)
+    run_search(what, how, where)
+    artifacts = str(tmp_path / "art")
+    assert _retrain_cli(storage_url, artifacts, *extra) == 2
+    err = capsys.readouterr().err
+    assert named in err and "internal error" not in err
+    assert "tiny.final" not in optuna.get_all_study_names(storage=storage_url)
+    assert FINAL_STUDY not in _load(storage_url, "tiny").user_attrs
+    # nothing recorded by the refused command stands in the corrected one's way
+    assert _retrain_cli(storage_url, artifacts, "--top", "1") == 0
+    (trial,) = _load(storage_url, "tiny.final").get_trials()
+    assert trial.state in (TrialState.COMPLETE, TrialState.FAIL)
