@@ -71,10 +71,13 @@ STRATEGIES: dict[str, tuple[str, str, float | None]] = {
     "tpe+median": ("tpe", "median", None),
     "tpe-cost-aware": ("tpe", "none", 1.0),
     "tpe-cost-aware+hyperband": ("tpe", "hyperband", 1.0),
+    "evolution": ("evolution", "none", None),
+    "evolution+hyperband": ("evolution", "hyperband", None),
 }
 """Strategy label -> (sampler, pruner, TPE cost exponent) as the controller names them; a cost
 exponent of None is gannas's default (0: cost-blind). The cost-aware ones rate TPE's candidates
-by improvement per predicted second (``--cost-exponent 1``)."""
+by improvement per predicted second (``--cost-exponent 1``). ``evolution`` is gannas's
+regularized evolution with its defaults (a population of 10, tournaments of 3)."""
 COMPARED = ("random", "tpe", "tpe+hyperband")
 """What a run compares unless ``--strategies`` says otherwise: the three the issue names."""
 

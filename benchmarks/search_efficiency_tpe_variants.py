@@ -15,7 +15,9 @@ One strategy is not TPE: ``gp+hyperband`` puts Optuna's Gaussian-process sampler
 TPE would be (:func:`sampler_instead_of_tpe`), as a reference for whether what limits the
 per-seed speedup is TPE's or the benchmark's. The :data:`RUNG_MODELS` are gannas's TPE whose
 model reads every trial's FID at one evaluation step, as BOHB's does (:func:`tpe_reading` over a
-:class:`StudyView`), instead of completed trials' final FIDs.
+:class:`StudyView`), instead of completed trials' final FIDs. The :data:`EVOLUTION_VARIANTS` put
+gannas's regularized evolution, with other population and tournament sizes than its defaults,
+where TPE would be.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from optuna.study import Study  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from nas import strategies  # noqa: E402
+from nas.samplers import RegularizedEvolutionSampler  # noqa: E402
 
 
 def _quarter(n: int) -> int:
@@ -196,12 +199,35 @@ gannas's TPE models completed trials' final FIDs and ranks pruned ones below the
 when Hyperband has pruned most trials, it learns from few; a rung model learns from all of them,
 at the price of a noisier FID (Spearman about 0.8 with the final one at half the budget)."""
 
+EVOLUTION_VARIANTS: dict[str, tuple[int, int]] = {
+    "evolution-p3-s3+hyperband": (3, 3),
+    "evolution-p5-s2+hyperband": (5, 2),
+    "evolution-p5-s5+hyperband": (5, 5),
+    "evolution-p10-s10+hyperband": (10, 10),
+    "evolution-p20-s5+hyperband": (20, 5),
+}
+"""Strategy label -> (population, tournament) of gannas's regularized evolution, with Hyperband.
+gannas's own (``evolution+hyperband`` in ``search_efficiency.py``) is 10 and 3. A smaller
+population starts evolving after fewer random trials; a tournament as large as the population
+always mutates the best of the newest trials, a local search around the incumbent."""
+
+
+def _evolution(population: int, tournament: int) -> Callable[[Any], BaseSampler]:
+    def build(opts: Any) -> BaseSampler:
+        return RegularizedEvolutionSampler(
+            population_size=population, sample_size=tournament, seed=opts.seed
+        )
+
+    return build
+
+
 OTHER_SAMPLERS: dict[str, Callable[[Any], BaseSampler]] = {
     "gp+hyperband": _gp,
     **{
         label: tpe_reading(lambda study, n=n: StudyView(study, at_model_rung(n)))
         for label, n in RUNG_MODELS.items()
     },
+    **{label: _evolution(*sizes) for label, sizes in EVOLUTION_VARIANTS.items()},
 }
 """Strategy label -> builder of a sampler used instead of TPE (from make_sampler's options)."""
 

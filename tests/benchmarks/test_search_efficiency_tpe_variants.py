@@ -186,3 +186,26 @@ def test_a_rung_model_tpe_follows_the_rung_where_gannass_tpe_follows_completed_t
 
     assert proposals(seen["tpe-rung15-model+hyperband"]) > 0.6
     assert proposals(seen["tpe+hyperband"]) < 0.3
+
+
+def test_each_evolution_variant_runs_its_own_population_and_tournament(variants, monkeypatch):
+    from nas.samplers import RegularizedEvolutionSampler
+
+    seen: dict[str, Any] = {}
+
+    def fake_search(strategy: str, seed: int, *args: Any) -> str:
+        seen[strategy] = make_sampler("tpe", seed=seed)
+        return strategy
+
+    monkeypatch.setattr(variants, "_run_strategy", fake_search)
+    for label, (population, tournament) in variants.EVOLUTION_VARIANTS.items():
+        assert variants.bench.STRATEGIES[label] == ("tpe", "hyperband", None)
+        variants.run_strategy(label, 5, "cfg")
+        sampler = seen[label]
+        assert isinstance(sampler, RegularizedEvolutionSampler)
+        assert (sampler.population_size, sampler.sample_size) == (population, tournament)
+    # gannas's own evolution is a strategy of the benchmark itself, with the sampler's defaults
+    assert variants.bench.STRATEGIES["evolution+hyperband"] == ("evolution", "hyperband", None)
+    default = make_sampler("evolution", seed=0)
+    assert (default.population_size, default.sample_size) == (10, 3)
+    assert isinstance(make_sampler("tpe", seed=0), strategies._TPESampler)
