@@ -15,6 +15,12 @@ tpe-warm-landscape+hyperband,oracle-lr-g+hyperband,oracle-region+hyperband,\
 oracle-narrow+hyperband,contact-box+hyperband,contact-narrow+hyperband,\
 contact-box-narrow+hyperband,contact-lr-box+hyperband,contact-lr-box-narrow+hyperband \
         --out benchmarks/results/search_efficiency_surrogate_discovery
+    # gannas's regularized evolution, its defaults and other population/tournament sizes (~16 min)
+    .venv/bin/python benchmarks/search_efficiency_surrogate.py --seeds 60 --jobs 2 \
+        --strategies random,tpe+hyperband,evolution,evolution+hyperband,\
+evolution-p3-s3+hyperband,evolution-p5-s2+hyperband,evolution-p5-s5+hyperband,\
+evolution-p10-s10+hyperband,evolution-p20-s5+hyperband \
+        --out benchmarks/results/search_efficiency_surrogate_evolution
 
 A real run of ``search_efficiency.py`` costs 40 minutes for one new strategy on ten seeds, and
 ten seeds move the per-seed median by about a factor of two. This script replays the benchmark
