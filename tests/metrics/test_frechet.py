@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -107,3 +110,22 @@ def test_inception_score_matches_torch_fidelity_and_bounds() -> None:
     assert inception_score(torch.zeros(20, 10))[0] == pytest.approx(1.0)
     confident = 100 * torch.eye(10).repeat(4, 1)
     assert inception_score(confident, shuffle=False, splits=4)[0] == pytest.approx(10.0, rel=1e-6)
+
+
+
+def test_kid_of_read_only_arrays_gives_the_same_value_without_a_warning() -> None:
+    # Cached reference features are loaded read-only; torch warned on every trial's first KID.
+    # In a subprocess: torch warns about an array only once per process.
+    code = """
+import warnings
+import numpy as np
+from trainers.metrics import kernel_inception_distance
+rng = np.random.default_rng(3)
+real, fake = rng.normal(size=(60, 8)), rng.normal(0.3, 1.0, size=(60, 8))
+expected = kernel_inception_distance(real.copy(), fake, subsets=5)
+real.setflags(write=False)
+with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    assert kernel_inception_distance(real, fake, subsets=5) == expected
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

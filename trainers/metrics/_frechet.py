@@ -154,6 +154,14 @@ def _polynomial_mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> float:
     return float((sum_xx + sum_yy) / (m * (m - 1)) - 2.0 * k_xy.sum() / (m * m))
 
 
+def _float32_tensor(values: torch.Tensor | np.ndarray) -> torch.Tensor:
+    if isinstance(values, torch.Tensor):
+        return values.to(torch.float32)
+    # A copy: cached reference features are loaded read-only, and torch.as_tensor on a read-only
+    # array warns (once per process, so once per trial on every worker).
+    return torch.from_numpy(np.array(values, dtype=np.float32))
+
+
 def kernel_inception_distance(
     real: torch.Tensor | np.ndarray,
     fake: torch.Tensor | np.ndarray,
@@ -167,8 +175,8 @@ def kernel_inception_distance(
     Subsets are drawn exactly like torch-fidelity (``RandomState(seed)``, without replacement, real
     then fake), with ``subset_size = min(1000, n_real, n_fake)`` unless given.
     """
-    x_all = torch.as_tensor(real).to(torch.float32)
-    y_all = torch.as_tensor(fake).to(torch.float32)
+    x_all = _float32_tensor(real)
+    y_all = _float32_tensor(fake)
     size = min(1000, len(x_all), len(y_all)) if subset_size is None else subset_size
     if size < 2 or size > min(len(x_all), len(y_all)):
         raise ValueError(
