@@ -167,6 +167,8 @@ def run_search(
     # protocol (its identity is recorded at creation).
     make_pruner(pruner_name, min_resource=eval_at[0], max_resource=eval_at[-1])
     check_artifact_store(where.artifacts)
+    if where.tensorboard:
+        check_writable_directory(where.tensorboard, flag="--tensorboard")
     check_device(where.device, local=where.address is None)
     storage = open_storage(
         url, heartbeat_interval=where.heartbeat_interval, grace_period=where.grace_period
@@ -447,14 +449,21 @@ def check_artifact_store(spec: str | None) -> None:
             f"--artifacts {spec!r}: cannot create the directory ({exc.strerror or exc})"
         ) from exc
     if isinstance(store, FileSystemArtifactStore):
-        directory = Path(spec.removeprefix("file://")).expanduser().resolve()
-        try:
-            with tempfile.TemporaryFile(dir=directory):
-                pass
-        except OSError as exc:
-            raise StorageError(
-                f"--artifacts {spec!r}: the directory is not writable ({exc.strerror or exc})"
-            ) from exc
+        check_writable_directory(Path(spec.removeprefix("file://")), flag="--artifacts")
+
+
+def check_writable_directory(directory: str | Path, *, flag: str) -> None:
+    """Create ``directory`` if needed and check that a file can be written in it."""
+    try:
+        path = Path(directory).expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise StorageError(
+            f"{flag} {str(directory)!r}: the directory cannot be created or written "
+            f"({exc.strerror or exc})"
+        ) from exc
 
 
 def check_device(device: str | None, *, local: bool) -> None:

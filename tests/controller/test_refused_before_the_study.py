@@ -45,6 +45,7 @@ def _studies(db: Path) -> list[str]:
         (["--grace-period", "0"], "--grace-period must be at least 1"),
         (["--device", "tpu"], "--device 'tpu' is not a torch device"),
         (["--artifacts", "/etc/hostname/art"], "--artifacts '/etc/hostname/art'"),
+        (["--tensorboard", "/etc/hostname/tb"], "--tensorboard '/etc/hostname/tb'"),
     ],
 )
 def test_a_bad_option_is_refused_by_name_and_leaves_no_study(
