@@ -123,10 +123,10 @@ def run_search(
     executor: Executor | None = None,
 ) -> SearchSummary:
     """Run (or continue) a search until the study holds ``how.trials`` finished trials."""
+    from nas.scoring import load_data
+    from nas.strategies import make_pruner, make_sampler
     from search_spaces import resolve_space, sample_config
     from storage import is_local_only, open_storage, redact_url, resolve_storage_url
-    from nas.strategies import make_pruner, make_sampler
-    from nas.scoring import load_data
 
     progress = progress or SearchProgress()
     validate_settings(what, how, where)
