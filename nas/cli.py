@@ -235,18 +235,22 @@ def studies(storage: StorageOpt = None) -> None:
     """List the studies in the database with their trial counts and best FID."""
     import optuna
 
+    from nas.pareto import completed_trials
     from nas.study_state import count_finished
     from storage import open_storage, resolve_storage_url
 
-    url = resolve_storage_url(storage)
-    summaries = optuna.get_all_study_summaries(open_storage(url))
+    db = open_storage(resolve_storage_url(storage, must_exist=True))  # never create a database
+    summaries = optuna.get_all_study_summaries(db)
     if not summaries:
         typer.echo("no studies")
         return
     for s in summaries:
-        best = s.best_trial.values[0] if s.best_trial and s.best_trial.values else None
-        study = optuna.load_study(study_name=s.study_name, storage=open_storage(url))
+        study = optuna.load_study(study_name=s.study_name, storage=db)
         finished = count_finished(study.get_trials(deepcopy=False))
+        # The FID is the first objective, always minimised. A multi-objective study has no
+        # best_trial, but its best FID is still the lowest first value of a completed trial.
+        fids = [t.values[0] for t in completed_trials(study)]
+        best = min(fids) if fids else None
         best_text = f"{best:.4f}" if best is not None else "-"
         typer.echo(f"{s.study_name}\ttrials={s.n_trials}\tfinished={finished}\tbest_fid={best_text}")
 
@@ -256,11 +260,12 @@ def _load_study(name: str, storage: str | None) -> Any:
 
     from storage import open_storage, redact_url, resolve_storage_url
 
-    url = resolve_storage_url(storage)
+    url = resolve_storage_url(storage, must_exist=True)  # reading: never create a database
+    db = open_storage(url)
     try:
-        return optuna.load_study(study_name=name, storage=open_storage(url))
+        return optuna.load_study(study_name=name, storage=db)
     except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(url))]
+        names = [s.study_name for s in optuna.get_all_study_summaries(db)]
         raise GannasError(
             f"no study named {name!r} in {redact_url(url)}; studies there: "
             f"{', '.join(names) if names else 'none'}"
@@ -298,15 +303,34 @@ def dashboard(
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8080,
 ) -> None:
     """Serve optuna-dashboard on the study database and the artifact store."""
+    import errno
+    import socket
+
     from optuna_dashboard import run_server
 
+    from gannas._files import describe_os_error
     from storage import open_storage, redact_url, resolve_storage_url
     from storage.artifacts import make_artifact_store
 
-    url = resolve_storage_url(storage)
-    store = make_artifact_store(_artifacts_dir(artifacts))
-    typer.echo(f"optuna-dashboard on http://{host}:{port} for {redact_url(url)}", err=True)
-    run_server(open_storage(url), host=host, port=port, artifact_store=store)
+    # A dashboard only reads: a missing database or store is a typo, not something to create.
+    url = resolve_storage_url(storage, must_exist=True)
+    store = make_artifact_store(_artifacts_dir(artifacts), create=False)
+    db = open_storage(url)
+    try:
+        # Bind once first: the server announces "Listening on ..." before it binds, so a busy port
+        # would otherwise print that line and then fail. Same address family as bottle's server.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind((host, port))
+        typer.echo(f"optuna-dashboard on http://{host}:{port} for {redact_url(url)}", err=True)
+        run_server(db, host=host, port=port, artifact_store=store)
+    except OSError as exc:  # binding failed: errors while serving are handled per request
+        in_use = exc.errno == errno.EADDRINUSE
+        hint = "choose another --port" if in_use else "check --host and --port"
+        raise GannasError(
+            f"cannot serve the dashboard on {host}:{port}: {describe_os_error(exc)}; {hint}"
+        ) from None
 
 
 # --------------------------------------------------------------------------- export / sample
@@ -350,16 +374,25 @@ def sample(
     """Write an image grid sampled from an exported generator."""
     import torch
 
+    from gannas._files import describe_os_error
     from storage import load_generator
     from trainers import save_image_grid
 
     if n < 1:
         raise GannasError(f"--n must be at least 1, got {n}")
+    # Checked before any work. The grid is always PNG: another suffix would mislabel the file.
+    if out.is_dir():
+        raise GannasError(f"--out {str(out)!r} is a directory; expected a .png file path")
+    if out.suffix.lower() != ".png":
+        raise GannasError(f"--out {str(out)!r} must name a .png file (the grid is written as PNG)")
     generator = load_generator(directory)
     z = torch.randn(n, generator.latent_dim, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         images = generator(z)
-    save_image_grid(images, out)
+    try:
+        save_image_grid(images, out)
+    except OSError as exc:
+        raise GannasError(f"cannot write --out {str(out)!r}: {describe_os_error(exc)}") from None
     typer.echo(f"wrote {n} samples to {out}")
 
 
@@ -411,10 +444,11 @@ def report(
     from nas.report import write_report
     from storage.artifacts import make_artifact_store
 
+    if top < 1:
+        raise GannasError(f"--top must be at least 1, got {top}")
     loaded = _load_study(study, storage)
-    path = write_report(
-        loaded, out, artifact_store=make_artifact_store(_artifacts_dir(artifacts)), top_k=top
-    )
+    store = make_artifact_store(_artifacts_dir(artifacts), create=False)  # reading only
+    path = write_report(loaded, out, artifact_store=store, top_k=top)
     typer.echo(f"wrote {path}")
 
 

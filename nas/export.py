@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from gannas._files import describe_os_error
 from gannas.errors import CheckpointError, GannasError
 from nas import attrs
 
@@ -104,6 +105,7 @@ def load_trial_generator(
 ) -> tuple[Any, Any]:
     """Rebuild a trial's generator from its stored architecture and checkpoint artifact."""
     from optuna.artifacts import download_artifact
+    from optuna.artifacts.exceptions import ArtifactNotFound
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -120,15 +122,16 @@ def load_trial_generator(
             "--keep-checkpoints trials keep theirs); pick another --trial"
         )
     arch = ArchConfig.model_validate(arch_json)
-    store = make_artifact_store(artifacts)
+    store = make_artifact_store(artifacts, create=False)  # reading: never create a store
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "generator.safetensors"
         try:
             download_artifact(artifact_store=store, file_path=str(path), artifact_id=artifact_id)
-        except FileNotFoundError:
+        except (ArtifactNotFound, FileNotFoundError):  # Optuna's stores raise ArtifactNotFound
             raise CheckpointError(
-                f"trial {trial.number}'s checkpoint {artifact_id} is missing from the artifact "
-                f"store {artifacts}; pass the store the search used with --artifacts"
+                f"trial {trial.number}'s checkpoint (generator.safetensors, artifact "
+                f"{artifact_id}) is missing from the artifact store {artifacts}; pass the store "
+                "the search used with --artifacts"
             ) from None
         try:
             state = load_file(str(path))
@@ -180,23 +183,30 @@ def export_trial(
             extra["generator.onnx"] = lambda p: export_onnx(
                 generator, p, latent_dim=generator.latent_dim
             )
-    return save_generator(
-        out,
-        generator,
-        arch,
-        protocol=trial.user_attrs.get(attrs.PROTOCOL, {}),
-        score={
-            "fid": trial.user_attrs.get(attrs.FID, trial.values[0] if trial.values else None),
-            "values": trial.values,
-            "metrics": trial.user_attrs.get(attrs.METRICS, {}),
-        },
-        provenance={
-            "study": study.study_name,
-            "trial": trial.number,
-            "dataset": identity.get("dataset"),
-            "budget": identity.get("budget"),
-            "versions": _versions(),
-        },
-        overwrite=overwrite,
-        extra_files=extra,
-    )
+    try:
+        return save_generator(
+            out,
+            generator,
+            arch,
+            protocol=trial.user_attrs.get(attrs.PROTOCOL, {}),
+            score={
+                "fid": trial.user_attrs.get(attrs.FID, trial.values[0] if trial.values else None),
+                "values": trial.values,
+                "metrics": trial.user_attrs.get(attrs.METRICS, {}),
+            },
+            provenance={
+                "study": study.study_name,
+                "trial": trial.number,
+                "dataset": identity.get("dataset"),
+                "budget": identity.get("budget"),
+                "versions": _versions(),
+            },
+            overwrite=overwrite,
+            extra_files=extra,
+        )
+    except OSError as exc:
+        # The output path is the user's input (read-only, under a file, no permission);
+        # save_generator has already removed whatever it had started to write.
+        raise CheckpointError(
+            f"cannot write the export to {out}: {describe_os_error(exc)}"
+        ) from None

@@ -17,11 +17,13 @@ import html
 import io
 import math
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from gannas._files import describe_os_error, make_dirs, mkstemp, remove_dirs
+from gannas.errors import GannasError
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -490,7 +492,11 @@ def write_report(
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():  # before the slow part: this cannot succeed
+        raise GannasError(
+            f"cannot write the report to {out}: it is a file; expected a directory to hold "
+            f"{REPORT_FILENAME} (created if missing)"
+        )
 
     trials = study.get_trials(deepcopy=False)
     ranked = rank_completed_trials(study)
@@ -559,13 +565,25 @@ def write_report(
 
     text = _page(title, "\n".join(part for part in body if part))
     target = out / REPORT_FILENAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{REPORT_FILENAME}.", suffix=".tmp", dir=out)
+    created: list[Path] = []
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a report is meant to be shared
-        os.replace(tmp, target)
+        # Made only now, and removed again if the write fails: a failed report leaves nothing.
+        created = make_dirs(out)
+        # The umask's mode (mkstemp alone gives 0600): a report is meant to be shared.
+        fd, tmp = mkstemp(prefix=f".{REPORT_FILENAME}.", suffix=".tmp", dir=out)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        remove_dirs(created)
+        raise GannasError(
+            f"cannot write the report to {out}: {describe_os_error(exc)}"
+        ) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        remove_dirs(created)
         raise
     return target

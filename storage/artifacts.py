@@ -137,7 +137,7 @@ def default_artifact_dir(storage_url: str | None = None) -> Path:
 
 
 def make_artifact_store(
-    spec: str | None = None, *, storage_url: str | None = None
+    spec: str | None = None, *, storage_url: str | None = None, create: bool = True
 ) -> ArtifactStore:
     """The artifact store named by ``spec``.
 
@@ -146,7 +146,10 @@ def make_artifact_store(
     * ``s3://bucket[/prefix]``: :class:`~optuna.artifacts.Boto3ArtifactStore` with a default boto3
       client (credentials from the usual AWS environment), wrapped in
       :class:`PrefixedArtifactStore` when a prefix is given;
-    * ``file:///abs/dir`` or any other text: a local directory, created if missing.
+    * ``file:///abs/dir`` or any other text: a local directory, created if missing; with
+      ``create=False`` (commands that only read) a missing directory is a :class:`StorageError`
+      instead, so a mistyped ``--artifacts`` neither leaves an empty directory behind nor passes
+      for a store whose files are all gone.
 
     Every worker must be given the same ``spec`` (a shared directory or bucket), since it uploads
     directly.
@@ -179,8 +182,13 @@ def make_artifact_store(
         directory = Path(spec.removeprefix("file://")).expanduser().resolve()
     if directory.exists() and not directory.is_dir():
         raise StorageError(
-            f"artifact directory {str(directory)!r} is a file; expected a directory (or a path "
-            "that does not exist yet)"
+            f"artifact directory {str(directory)!r} is a file; expected a directory"
+            + (" (or a path that does not exist yet)" if create else "")
+        )
+    if not create and not directory.is_dir():
+        raise StorageError(
+            f"no artifact store at {str(directory)!r} (no such directory); pass the store the "
+            f"search wrote with --artifacts (or set ${ENV_VAR})"
         )
     directory.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(directory)

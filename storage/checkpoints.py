@@ -27,6 +27,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gannas._files import chmod_from_umask, make_dirs, remove_dirs
 from gannas.errors import CheckpointError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,9 +111,14 @@ def save_generator(
         "extra_files": sorted(extras),
     }
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+    # Parents made here are removed again if the write fails: a failed export leaves nothing.
+    created = make_dirs(out.parent)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except BaseException:
+        remove_dirs(created)
+        raise
     try:
         save_file(
             tensors,
@@ -126,10 +132,14 @@ def save_generator(
             if not (tmp / name).is_file():
                 raise CheckpointError(f"cannot export: the writer of {name!r} created no file")
         for name in (WEIGHTS_FILE, ARCH_FILE, METADATA_FILE, *extras):
+            # safetensors writes owner-only (0600) files; an export is meant to be shared, so
+            # every file gets the mode the umask gives, like the JSON files next to it.
+            chmod_from_umask(tmp / name)
             _fsync(tmp / name)
         _move_into_place(tmp, out, overwrite=overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_dirs(created)
         raise
     return out
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from gannas._files import chmod_from_umask, mkstemp
 from gannas.errors import CheckpointError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -136,7 +136,7 @@ def _first_line(exc: BaseException) -> str:
 def _atomic_target(path: str | os.PathLike[str], suffix: str) -> tuple[Path, Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    fd, tmp = mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     os.close(fd)
     return target, Path(tmp)
 
@@ -187,7 +187,7 @@ def export_torchscript(
                 except Exception as exc:  # noqa: BLE001 - try the next way, report all at the end
                     errors.append(f"{how}: {_first_line(exc)}")
                     continue
-            os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
+            chmod_from_umask(tmp)  # the umask's mode, however the exporter (re)wrote the file
             os.replace(tmp, target)
             return target
         raise ExportError("cannot export the generator to TorchScript: " + "; ".join(errors))
@@ -320,7 +320,7 @@ def export_onnx(
             except Exception as exc:  # noqa: BLE001 - try the next exporter, report all at the end
                 errors.append(f"{how} exporter: {_first_line(exc)}")
                 continue
-            os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
+            chmod_from_umask(tmp)  # the umask's mode, however the exporter (re)wrote the file
             os.replace(tmp, target)
             return target
         raise ExportError("cannot export the generator to ONNX: " + "; ".join(errors))

@@ -29,17 +29,53 @@ _CREDENTIALS_RE = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?
 _MEMORY_DATABASES = {"", ":memory:"}
 
 
-def resolve_storage_url(url: str | None) -> str:
+def resolve_storage_url(url: str | None, *, must_exist: bool = False) -> str:
     """The study-database URL to use: ``url``, else ``$GANNAS_STORAGE``, else ``./gannas.db``.
 
     The result is validated (see :func:`validate_storage_url`) and a relative SQLite path is made
     absolute, because Ray workers may run in a different working directory than the controller.
+
+    ``must_exist=True`` is for commands that only read: opening a SQLite file creates it, so a
+    mistyped path would silently become a new, empty database that lists "no studies". Such a
+    command is refused instead (see :func:`require_existing_database`).
     """
     if url is None or not url.strip():
         url = os.environ.get(ENV_VAR, "").strip() or None
     if url is None:
         url = f"sqlite:///{Path.cwd().resolve() / DEFAULT_SQLITE_NAME}"
+    if must_exist:
+        require_existing_database(url.strip())
     return validate_storage_url(url.strip())
+
+
+def require_existing_database(url: str) -> None:
+    """Raise :class:`StorageError` ``no study database at <path>`` unless the SQLite file of
+    ``url`` exists and is not empty (an empty file would get a fresh schema written into it).
+
+    Server URLs pass unchanged: connecting creates nothing there, and a missing database or study
+    is reported when it is opened or loaded.
+    """
+    if storage_kind(url) != "sqlite":
+        return
+    path = sqlite_path(url)
+    if path is None:
+        return  # in-memory: validate_storage_url says why that cannot work
+    path = path.expanduser()
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    if path.is_file() and path.stat().st_size > 0:
+        return
+    why = (
+        "it is a directory"
+        if path.is_dir()
+        else "the file is empty"
+        if path.is_file()
+        else "no such file"
+    )
+    raise StorageError(
+        f"no study database at {str(path)!r} ({why}); expected the SQLite file a search wrote: "
+        f"check --storage (or ${ENV_VAR}), or create one with `gannas search`"
+    )
 
 
 def redact_url(url: str | URL) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from gannas._files import make_dirs, mkstemp, remove_dirs
 
 __all__ = ["images_to_float", "images_to_uint8", "save_image_grid"]
 
@@ -58,12 +59,14 @@ def save_image_grid(images: torch.Tensor, path: str | Path, *, nrow: int | None 
     array = grid.permute(1, 2, 0).contiguous().numpy()  # (H, W, 3); make_grid expands gray to RGB
 
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    created = make_dirs(target.parent)  # removed again if the write fails
+    # The umask's mode, not mkstemp's owner-only 0600, once renamed into place.
+    fd, tmp_name = mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             Image.fromarray(array).save(handle, format="PNG")
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
+        remove_dirs(created)
         raise

@@ -19,6 +19,7 @@ from pathlib import Path
 from subprocess import CompletedProcess
 
 import numpy as np
+import optuna
 import pytest
 import torch
 from PIL import Image
@@ -243,3 +244,142 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(
 
     # Nothing reached the study database: no new study, no new trial.
     assert _db_counts(searched_study.db_path) == before
+
+
+def _run_all(gannas: Gannas, cases: dict[str, list[str]]) -> dict[str, str]:
+    """Run independent failing commands side by side; each case's single ``error:`` line."""
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        procs = dict(zip(cases, pool.map(lambda args: gannas(*args), cases.values()), strict=True))
+    lines = {}
+    for case, proc in procs.items():
+        assert proc.returncode == 2, (case, proc.returncode, proc.stderr)
+        lines[case] = _one_line_error(proc)
+        assert "internal error" not in lines[case], (case, lines[case])
+    return lines
+
+
+def test_read_only_commands_refuse_a_missing_database_and_create_nothing(
+    searched_study: SearchedStudy, gannas: Gannas, tmp_path: Path
+) -> None:
+    # Opening a SQLite URL creates the file: a typo used to list "no studies" (exit 0) and leave
+    # an empty 114 KB database, and `report` a new artifact directory, behind.
+    typo = tmp_path / "typo.db"
+    url = f"sqlite:///{typo}"
+    name, artifacts = searched_study.study_name, str(searched_study.artifacts)
+    lines = _run_all(gannas, {
+        "studies": ["studies", "--storage", url],
+        "trials": ["trials", name, "--storage", url],
+        "pareto": ["pareto", name, "--storage", url],
+        "export": ["export", name, "--out", str(tmp_path / "x"), "--storage", url,
+                   "--artifacts", artifacts],
+        "report": ["report", name, "--out", str(tmp_path / "r"), "--storage", url,
+                   "--artifacts", str(tmp_path / "arts")],
+        "default": ["trials", name],  # ./gannas.db in the (empty) working directory
+    })  # fmt: skip
+    for case, line in lines.items():
+        path = tmp_path / "gannas.db" if case == "default" else typo
+        assert line.startswith(f"error: no study database at {str(path)!r} (no such file)"), line
+    assert list(tmp_path.iterdir()) == []  # no database, no artifact store, no output
+
+
+def test_missing_artifact_store_or_checkpoint_is_named(
+    searched_study: SearchedStudy, gannas: Gannas, tmp_path: Path
+) -> None:
+    name, url = searched_study.study_name, searched_study.storage_url
+    missing, empty = tmp_path / "no-store", tmp_path / "empty-store"
+    empty.mkdir()
+    best = min(
+        (t for t in optuna.load_study(study_name=name, storage=url).trials if t.values),
+        key=lambda t: t.values[0],
+    )
+    lines = _run_all(gannas, {
+        "report": ["report", name, "--out", str(tmp_path / "r"), "--storage", url,
+                   "--artifacts", str(missing)],
+        "export": ["export", name, "--out", str(tmp_path / "x"), "--storage", url,
+                   "--artifacts", str(missing)],
+        "export-empty": ["export", name, "--out", str(tmp_path / "y"), "--storage", url,
+                         "--artifacts", str(empty)],
+    })  # fmt: skip
+    for case in ("report", "export"):
+        assert f"no artifact store at {str(missing)!r}" in lines[case]
+        assert "--artifacts" in lines[case]
+    assert lines["export-empty"].startswith(
+        f"error: trial {best.number}'s checkpoint (generator.safetensors, artifact "
+    )
+    assert f"is missing from the artifact store {empty}" in lines["export-empty"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty-store"]
+    assert list(empty.iterdir()) == []
+
+
+def test_unusable_output_paths_are_named_and_nothing_is_written(
+    searched_study: SearchedStudy,
+    exported: tuple[Path, CompletedProcess[str]],
+    gannas: Gannas,
+    tmp_path: Path,
+) -> None:
+    name, url = searched_study.study_name, searched_study.storage_url
+    store = ["--storage", url, "--artifacts", str(searched_study.artifacts)]
+    good, _ = exported
+    plain = tmp_path / "samples.png"  # a file where a directory is needed
+    plain.write_bytes(b"keep me")
+    folder = tmp_path / "best-g"  # a directory where a file is needed
+    folder.mkdir()
+    lines = _run_all(gannas, {
+        "export": ["export", name, "--out", str(plain / "x"), *store],
+        "sample-under-file": ["sample", str(good), "--out", str(plain / "s.png")],
+        "sample-dir": ["sample", str(good), "--out", str(folder)],
+        "sample-jpg": ["sample", str(good), "--out", str(tmp_path / "s.jpg")],
+        "report-file": ["report", name, "--out", str(plain), *store],
+        "report-top": ["report", name, "--out", str(tmp_path / "r"), "--top", "0", *store],
+    })  # fmt: skip
+    assert lines["export"] == (
+        f"error: cannot write the export to {plain / 'x'}: Not a directory: {str(plain)!r}"
+    )
+    assert lines["sample-under-file"] == (
+        f"error: cannot write --out {str(plain / 's.png')!r}: Not a directory: {str(plain)!r}"
+    )
+    assert lines["sample-dir"] == f"error: --out {str(folder)!r} is a directory; expected a .png file path"
+    assert f"--out {str(tmp_path / 's.jpg')!r} must name a .png file" in lines["sample-jpg"]
+    assert f"cannot write the report to {plain}: it is a file" in lines["report-file"]
+    assert lines["report-top"] == "error: --top must be at least 1, got 0"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-g", "samples.png"]
+    assert plain.read_bytes() == b"keep me" and list(folder.iterdir()) == []
+
+
+def test_exported_files_and_samples_get_the_umasks_mode(
+    searched_study: SearchedStudy, gannas: Gannas, tmp_path: Path, set_umask: Callable[[int], None]
+) -> None:
+    # safetensors and mkstemp write owner-only (0600) files; an export on a shared volume must be
+    # readable by the group here, like every other file the umask 027 lets through.
+    set_umask(0o027)  # inherited by the gannas processes
+    out = tmp_path / "exported"
+    _ok(gannas(
+        "export", searched_study.study_name, "--out", str(out),
+        "--storage", searched_study.storage_url, "--artifacts", str(searched_study.artifacts),
+    ))  # fmt: skip
+    _ok(gannas("sample", str(out), "--out", str(tmp_path / "grid.png"), "--n", "4"))
+    modes = {p.name: p.stat().st_mode & 0o777 for p in [*out.iterdir(), tmp_path / "grid.png"]}
+    assert modes == {
+        "generator.safetensors": 0o640, "arch.json": 0o640, "metadata.json": 0o640,
+        "grid.png": 0o640,
+    }  # fmt: skip
+
+
+def test_studies_shows_the_best_fid_of_a_multi_objective_study(
+    gannas: Gannas, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+    study = optuna.create_study(
+        storage=url, study_name="mo", directions=["minimize", "minimize"]
+    )
+    for fid, params in ((30.0, 1e5), (12.5, 5e5), (20.0, 2e5)):
+        trial = study.ask()
+        study.tell(trial, [fid, params])
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    single = optuna.create_study(storage=url, study_name="so")
+    single.tell(single.ask(), 7.25)
+    out = _ok(gannas("studies", "--storage", url)).stdout.splitlines()
+    assert out == [
+        "mo\ttrials=4\tfinished=4\tbest_fid=12.5000",  # the lowest FID among completed trials
+        "so\ttrials=1\tfinished=1\tbest_fid=7.2500",
+    ]

@@ -25,7 +25,7 @@ from PIL import Image
 
 from storage.artifacts import make_artifact_store, read_artifact_bytes, trial_artifacts
 
-from .conftest import BrowserPage, SearchedStudy, cli_env, gannas_command
+from .conftest import BrowserPage, SearchedStudy, cli_env, gannas_command, run_gannas
 
 STARTUP_TIMEOUT_S = 60.0
 LOOPBACK = "127.0.0.1"
@@ -197,3 +197,42 @@ def test_dashboard_shows_study_trials_and_sample_grid(
     with urllib.request.urlopen(f"{dashboard.origin}{src}", timeout=10) as response:
         assert response.headers["Content-Type"] == "image/png"
         assert response.read() == pngs[samples[-1].artifact_id]
+
+
+def test_busy_port_is_a_clear_error(
+    searched_study: SearchedStudy, tmp_path: Path, cache_dir: Path
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_gannas(
+            "dashboard", "--storage", searched_study.storage_url,
+            "--artifacts", str(searched_study.artifacts), "--port", str(port),
+            cwd=tmp_path, cache_dir=cache_dir, timeout=STARTUP_TIMEOUT_S,
+        )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    # One line, and no "Listening on ..." announcement of a server that never started.
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot serve the dashboard on {LOOPBACK}:{port}: Address already in use; "
+        "choose another --port"
+    ]
+
+
+def test_missing_database_or_store_is_refused_and_nothing_is_created(
+    searched_study: SearchedStudy, tmp_path: Path, cache_dir: Path
+) -> None:
+    # Run in a directory without gannas.db: it used to serve an empty dashboard and leave
+    # gannas.db and gannas_artifacts/ behind.
+    def run(*args: str) -> str:
+        proc = run_gannas("dashboard", *args, cwd=tmp_path, cache_dir=cache_dir, timeout=60)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        return line
+
+    assert run().startswith(f"error: no study database at {str(tmp_path / 'gannas.db')!r}")
+    missing = tmp_path / "no-store"
+    assert run("--storage", searched_study.storage_url, "--artifacts", str(missing)).startswith(
+        f"error: no artifact store at {str(missing)!r}"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -118,6 +118,17 @@ def test_failed_write_leaves_no_partial_file(
     assert _files(tmp_path) == []  # neither a final-name file nor a temp file
 
 
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_cache_file_gets_the_umasks_mode(
+    tiny_extractor: TorchScriptFeatureExtractor, data: _Data, tmp_path: Path, mask: int, set_umask
+) -> None:
+    # A cache on a shared volume serves every user: not mkstemp's owner-only 0600.
+    set_umask(mask)
+    reference_statistics(data, extractor=tiny_extractor, num_samples=None, cache_dir=tmp_path)
+    (final,) = tmp_path.iterdir()
+    assert final.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_write_publishes_atomically(
     tiny_extractor: TorchScriptFeatureExtractor, data: _Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -90,6 +90,18 @@ def test_download_goes_atomically_into_hub_cache(
     assert resolve_inception_weights(download=True).source == "hub-cache"
 
 
+def test_downloaded_weights_get_the_umasks_mode(
+    hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, set_umask
+) -> None:
+    # A hub cache on a shared volume serves every user: not mkstemp's owner-only 0600.
+    set_umask(0o022)
+    source = tmp_path / "served.pth"
+    _trust(monkeypatch, _fake_weights(source, seed=5))
+    monkeypatch.setattr(_weights, "inception_weights_url", lambda: source.as_uri())
+    info = resolve_inception_weights(download=True)
+    assert Path(info.path).stat().st_mode & 0o777 == 0o644
+
+
 def test_download_with_wrong_hash_is_discarded(hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = tmp_path / "served.pth"
     _fake_weights(source)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import warnings
 from pathlib import Path
@@ -15,6 +16,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 from PIL import Image
 
+from gannas.errors import GannasError
 from nas.report import write_report
 from storage.artifacts import (
     make_artifact_store,
@@ -212,6 +214,51 @@ def test_one_completed_trial_explains_missing_importances(tmp_path: Path) -> Non
     assert _rows(text2) == [1, 0] and "non-finite value are not plotted" in text2
     with pytest.raises(ValueError, match="top_k"):
         write_report(study, tmp_path, top_k=0)
+
+
+def test_unwritable_output_is_a_clear_error_and_leaves_nothing(
+    single_study: tuple[optuna.Study, Any, Path], tmp_path: Path
+) -> None:
+    study, _, _ = single_study
+    plain = tmp_path / "samples.png"
+    plain.write_bytes(b"not a directory")
+    with pytest.raises(GannasError, match=r"cannot write the report to .*samples\.png: it is a file"):
+        write_report(study, plain, top_k=2)
+    # Under a file: the reason names the file that is in the way; no directory is left behind.
+    with pytest.raises(GannasError) as info:
+        write_report(study, plain / "new" / "r", top_k=2)
+    assert str(info.value) == (
+        f"cannot write the report to {plain / 'new' / 'r'}: Not a directory: {str(plain)!r}"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.png"]
+    assert plain.read_bytes() == b"not a directory"
+
+
+def test_failed_write_removes_the_directories_it_created(
+    single_study: tuple[optuna.Study, Any, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study, _, _ = single_study
+    real_replace = os.replace
+
+    def no_space(src: Any, dst: Any) -> None:
+        if str(dst).endswith("index.html"):
+            raise OSError(28, "No space left on device", str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", no_space)
+    with pytest.raises(GannasError, match="No space left on device"):
+        write_report(study, tmp_path / "new" / "r", top_k=2)
+    assert list(tmp_path.iterdir()) == []  # no index.html, no temp file, no directories
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_report_file_gets_the_umasks_mode(
+    single_study: tuple[optuna.Study, Any, Path], tmp_path: Path, mask: int, set_umask: Any
+) -> None:
+    study, _, _ = single_study
+    set_umask(mask)
+    path = write_report(study, tmp_path / "r", top_k=1)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_report_renders_in_headless_chromium(

@@ -88,6 +88,22 @@ def test_file_url_and_bad_specs(tmp_path: Path) -> None:
         make_artifact_store("gs://bucket/x")
 
 
+def test_reading_never_creates_a_store(tmp_path: Path) -> None:
+    # Commands that only read (report, export, dashboard) pass create=False: a mistyped
+    # --artifacts must be an error naming the path, not a new empty directory.
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(StorageError, match=r"no artifact store at '.*no/such' \(no such directory\)"):
+        make_artifact_store(str(missing), create=False)
+    with pytest.raises(StorageError, match="--artifacts"):
+        make_artifact_store(f"file://{missing}", create=False)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(StorageError, match="is a file; expected a directory$"):
+        make_artifact_store(str(tmp_path / "plain"), create=False)
+    (tmp_path / "arts").mkdir()
+    assert isinstance(make_artifact_store(str(tmp_path / "arts"), create=False), FileSystemArtifactStore)
+
+
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [

@@ -170,6 +170,52 @@ def test_failed_write_leaves_nothing_behind(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_failed_write_removes_the_parent_directories_it_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storage.checkpoints as ck
+
+    def fail(path: Path, data: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ck, "_write_json", fail)
+    with pytest.raises(OSError, match="No space left"):
+        save_generator(
+            tmp_path / "new" / "deeper" / "c", trained_tiny(), tiny_arch(),
+            protocol={}, score={}, provenance={},
+        )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_in_the_parent_path_is_named(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(NotADirectoryError) as info:
+        save_generator(
+            tmp_path / "plain" / "sub" / "c", trained_tiny(), tiny_arch(),
+            protocol={}, score={}, provenance={},
+        )  # fmt: skip
+    assert info.value.filename == str(tmp_path / "plain")  # not "File exists" about the target
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_exported_files_get_the_umasks_mode(
+    tmp_path: Path, mask: int, set_umask: Any
+) -> None:
+    # safetensors writes 0600 files; on a shared volume every exported file must be readable as
+    # far as the umask allows, like the JSON files next to it.
+    set_umask(mask)
+    out = save_generator(
+        tmp_path / "c", trained_tiny(), tiny_arch(), protocol={}, score={}, provenance={},
+        extra_files={"generator.onnx": lambda p: p.write_bytes(b"x")},
+    )  # fmt: skip
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert modes == {
+        name: 0o666 & ~mask
+        for name in ("generator.safetensors", "arch.json", "metadata.json", "generator.onnx")
+    }
+
+
 def test_unserialisable_metadata_is_refused_before_writing(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"provenance\.when is a object"):
         save_generator(

@@ -24,6 +24,41 @@ def test_resolve_prefers_argument_then_env_then_cwd(
     assert resolve_storage_url(explicit) == explicit
 
 
+def test_must_exist_refuses_a_missing_or_empty_sqlite_file_without_creating_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Read-only commands: opening a mistyped SQLite path would create an empty database there.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GANNAS_STORAGE", raising=False)
+    cases = {
+        f"sqlite:///{tmp_path / 'typo.db'}": (tmp_path / "typo.db", "no such file"),
+        f"sqlite:///{tmp_path / 'nodir' / 'x.db'}": (tmp_path / "nodir" / "x.db", "no such file"),
+        None: (tmp_path / "gannas.db", "no such file"),  # the default, ./gannas.db
+    }
+    for url, (path, why) in cases.items():
+        with pytest.raises(StorageError) as info:
+            resolve_storage_url(url, must_exist=True)
+        assert str(info.value).startswith(f"no study database at {str(path)!r} ({why})")
+        assert "--storage" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+    (tmp_path / "empty.db").touch()
+    (tmp_path / "dir.db").mkdir()
+    for name, why in (("empty.db", "the file is empty"), ("dir.db", "it is a directory")):
+        with pytest.raises(StorageError, match=f"no study database at .*{name}' \\({why}\\)"):
+            resolve_storage_url(f"sqlite:///{name}", must_exist=True)
+    assert (tmp_path / "empty.db").stat().st_size == 0
+
+    import optuna
+
+    optuna.create_study(storage=f"sqlite:///{tmp_path / 'real.db'}", study_name="s")
+    url = f"sqlite:///{tmp_path / 'real.db'}"
+    assert resolve_storage_url(url, must_exist=True) == url
+    # A server database is not a file: passed through, its absence is reported on connecting.
+    pg = "postgresql://u:pw@db.example:5432/studies"
+    assert resolve_storage_url(pg, must_exist=True) == pg
+
+
 def test_relative_sqlite_path_is_made_absolute(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,34 @@ def test_save_image_grid_nrow_and_overwrite(tmp_path: Path) -> None:
     save_image_grid(torch.zeros(4, 3, 2, 2), path, nrow=4)
     with Image.open(path) as img:
         assert img.size == (4 * 4 + 2, 4 + 2)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_save_image_grid_gives_the_file_the_umasks_mode(
+    tmp_path: Path, mask: int, set_umask: Callable[[int], None]
+) -> None:
+    # Written through a temp file and renamed: the temp file's owner-only mode must not stay.
+    set_umask(mask)
+    path = tmp_path / "g.png"
+    save_image_grid(torch.zeros(4, 3, 2, 2), path)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_save_image_grid_names_a_file_in_the_parent_path_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(NotADirectoryError) as info:
+        save_image_grid(torch.zeros(1, 3, 2, 2), tmp_path / "plain" / "sub" / "g.png")
+    assert info.value.filename == str(tmp_path / "plain")
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", fail)
+    with pytest.raises(OSError, match="No space left"):
+        save_image_grid(torch.zeros(1, 3, 2, 2), tmp_path / "new" / "deeper" / "g.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]  # no dirs, no temp file
 
 
 def test_save_image_grid_rejects_bad_shape(tmp_path: Path) -> None:

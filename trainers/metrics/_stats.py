@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from gannas._files import mkstemp
 from trainers.metrics._extractors import FeatureExtractor
 from trainers.metrics._frechet import covariance_factor
 from trainers.metrics.protocol import DEFAULT_RESIZE, PROTOCOL_VERSION
@@ -187,7 +187,7 @@ def _write_cache(path: Path, stats: ReferenceStats, meta: dict[str, Any]) -> Non
     arrays = {name: getattr(stats, name) for name in _ARRAYS}
     record = dict(meta, key=stats.key, checksum=_checksum(arrays))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, meta=np.array(json.dumps(record, sort_keys=True)), **arrays)

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from gannas._files import mkstemp
 from gannas.errors import WeightsError
 from trainers.metrics._hashing import file_sha256
 
@@ -124,7 +124,7 @@ def _verify(path: Path, *, source: str, allow_unverified: bool) -> WeightsInfo:
 def _download(url: str, target: Path) -> None:
     """Download ``url`` to ``target`` atomically and only keep it if the hash is the official one."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+    fd, tmp_name = mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             try:
