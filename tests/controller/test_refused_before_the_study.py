@@ -26,7 +26,8 @@ def _search_args(db: Path, extractor: str, *extra: str) -> list[str]:
             "--budget", "4", "--eval-points", "1", "--fid-samples", "16", "--real-samples", "64",
             "--feature-extractor", extractor, "--executor", "inline", "--workers", "1",
             "--trials", "1", "--sampler", "random", "--pruner", "none",
-            "--storage", f"sqlite:///{db}", *extra]  # fmt: skip
+            "--storage", f"sqlite:///{db}", "--artifacts", str(db.parent / "artifacts"),
+            *extra]  # fmt: skip
 
 
 def _studies(db: Path) -> list[str]:
