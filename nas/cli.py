@@ -99,7 +99,7 @@ def search(
         Optional[str], typer.Option(help="Ray cluster to join: auto or ray://host:port.")
     ] = None,
     executor: Annotated[str, typer.Option(help="ray, or inline (one trial at a time, in-process).")] = "ray",
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 (default: auto).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 or auto (default: auto, the GPU when there is one).")] = None,
     inception_weights: Annotated[
         Optional[str], typer.Option(help="Local FID Inception weights file (else hub cache/download).")
     ] = None,
@@ -405,7 +405,7 @@ def fid(
     source_b: Annotated[str, typer.Argument(help="Folder, .npz, dataset name or exported generator.")],
     inception_weights: Annotated[Optional[str], typer.Option(help="Local Inception weights file.")] = None,
     allow_unverified_weights: Annotated[bool, typer.Option(help="Accept unverified weights.")] = False,
-    num_samples: Annotated[Optional[int], typer.Option(help="Images per source (generators: required).")] = None,
+    num_samples: Annotated[Optional[int], typer.Option(help="Images per source (default: all of a data source; a generator draws as many as the other source has).")] = None,
     resolution: Annotated[Optional[int], typer.Option(help="Resolution for dataset sources.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Feature-extraction batch size.")] = 64,

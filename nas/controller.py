@@ -26,7 +26,14 @@ from optuna.trial import TrialState
 from gannas.errors import GannasError, StorageError
 from nas import attrs
 from nas.executors import Executor, Finished, describe_error, is_database_error, make_executor
-from nas.settings import HowToSearch, WhatToSearch, WhereToRun, eval_steps, validate_settings
+from nas.settings import (
+    HowToSearch,
+    WhatToSearch,
+    WhereToRun,
+    check_device,
+    eval_steps,
+    validate_settings,
+)
 from nas.study_state import (
     check_feature_network,
     count_finished,
@@ -464,31 +471,6 @@ def check_writable_directory(directory: str | Path, *, flag: str) -> None:
             f"{flag} {str(directory)!r}: the directory cannot be created or written "
             f"({exc.strerror or exc})"
         ) from exc
-
-
-def check_device(device: str | None, *, local: bool) -> None:
-    """Refuse a ``--device`` that torch does not know, or (``local``: trials run on this
-    machine) one this machine does not have. Workers of a cluster are not checked from here."""
-    if device is None:
-        return
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise GannasError(
-            f"--device {device!r} is not a torch device; expected cpu, cuda, cuda:N or mps"
-        ) from None
-    if not local:
-        return
-    if parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise GannasError(f"--device {device!r}: this machine has no CUDA GPU")
-        if parsed.index is not None and parsed.index >= count:
-            raise GannasError(f"--device {device!r}: this machine has {count} CUDA GPU(s)")
-    if parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise GannasError(f"--device {device!r}: MPS is not available on this machine")
 
 
 def _running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

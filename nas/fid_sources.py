@@ -207,12 +207,14 @@ def fid_between(
     draws as many samples as the other (data) source has. ``extractor`` overrides
     ``weights_path``/``extractor_path`` with an already built feature extractor.
     """
+    from nas.settings import check_device
     from trainers import metrics
 
     if batch_size < 1:
         raise GannasError(f"batch_size must be >= 1, got {batch_size}")
     if num_samples is not None and num_samples < 2:
         raise GannasError(f"FID needs at least 2 samples per source, got num_samples={num_samples}")
+    check_device(device, local=True)  # a clear refusal, not torch's error or a misleading one later
     run_on = metrics.resolve_device(device)
     if extractor is None:
         extractor = _build_extractor(

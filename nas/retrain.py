@@ -276,9 +276,15 @@ def retrain_top(
         GannasError: unknown study, a study without completed trials, a final-stage study, bad
             numbers, or a stored space that no longer rebuilds the stored architectures.
     """
-    from nas.controller import check_artifact_store, check_device, run_search
+    from nas.controller import check_artifact_store, run_search
     from nas.pareto import rank_trials
-    from nas.settings import HowToSearch, ScoringSettings, WhatToSearch, validate_settings
+    from nas.settings import (
+        HowToSearch,
+        ScoringSettings,
+        WhatToSearch,
+        check_device,
+        validate_settings,
+    )
     from search_spaces import space_from_text
     from storage import open_storage, resolve_storage_url
 

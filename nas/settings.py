@@ -177,3 +177,28 @@ def validate_objectives(objectives: tuple[str, ...]) -> None:
             )
     if len(set(objectives)) != len(objectives):
         raise GannasError(f"--objectives repeats a name: {','.join(objectives)!r}")
+
+
+def check_device(device: str | None, *, local: bool) -> None:
+    """Refuse a ``--device`` that torch does not know, or (``local``: trials run on this
+    machine) one this machine does not have. Workers of a cluster are not checked from here."""
+    if device is None or device == "auto":  # the GPU when there is one, else the CPU
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise GannasError(
+            f"--device {device!r} is not a torch device; expected auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if not local:
+        return
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise GannasError(f"--device {device!r}: this machine has no CUDA GPU")
+        if parsed.index is not None and parsed.index >= count:
+            raise GannasError(f"--device {device!r}: this machine has {count} CUDA GPU(s)")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise GannasError(f"--device {device!r}: MPS is not available on this machine")

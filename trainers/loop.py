@@ -58,8 +58,8 @@ class TrainResult:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` means the GPU when there is one, else the CPU."""
-    if device is None:
+    """``None`` or ``"auto"`` means the GPU when there is one, else the CPU."""
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 

@@ -69,6 +69,13 @@ def test_an_s3_artifact_store_without_boto3_is_refused_before_any_trial(
     assert _studies(db) == []
 
 
+def test_device_auto_is_accepted_as_the_default():
+    from nas.settings import check_device
+
+    check_device("auto", local=True)  # no error: the GPU when there is one, else the CPU
+    check_device(None, local=True)
+
+
 def test_cuda_on_a_machine_without_it_is_refused(tmp_path, tiny_extractor, capsys):
     import torch
 

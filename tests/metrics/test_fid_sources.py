@@ -88,6 +88,15 @@ def test_bad_sources_are_user_errors(tiny_extractor_path: Path, tmp_path: Path, 
         fid_between(str(folder), str(tmp_path / "missing"), extractor_path=str(tiny_extractor_path))
     with pytest.raises(GannasError, match="num_samples"):
         fid_between(str(folder), str(folder), extractor_path=str(tiny_extractor_path), num_samples=1)
+    # torch's own error for an unknown device was an "internal error"; CUDA on a machine without
+    # it failed later, blaming the feature-extractor file
+    with pytest.raises(GannasError, match="--device 'tpu' is not a torch device"):
+        fid_between(str(folder), str(folder), extractor_path=str(tiny_extractor_path), device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(GannasError, match="this machine has no CUDA GPU"):
+            fid_between(
+                str(folder), str(folder), extractor_path=str(tiny_extractor_path), device="cuda"
+            )
 
 
 def test_inception_with_random_weights(

@@ -351,6 +351,7 @@ def test_device_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_device(None) == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device(None) == torch.device("cuda")
+    assert resolve_device("auto") == torch.device("cuda")  # as `gannas search --device auto`
     assert resolve_device("cpu") == torch.device("cpu")
 
 
