@@ -419,7 +419,7 @@ def fid(
     result = fid_between(
         source_a,
         source_b,
-        weights_path=inception_weights or os.environ.get("GANNAS_INCEPTION_WEIGHTS"),
+        weights_path=inception_weights,  # None: read from the env, and named so
         allow_unverified=allow_unverified_weights,
         num_samples=num_samples,
         resolution=resolution,

@@ -46,3 +46,13 @@ def test_python_dash_m_runs_the_cli_with_every_command():
     ).stdout
     for command in ("search", "pareto", "retrain", "worker", "export"):
         assert command in out
+
+
+def test_fid_names_the_environment_variable_a_missing_weights_file_came_from(
+    tmp_path, monkeypatch, capsys
+):
+    missing = str(tmp_path / "missing.pth")
+    monkeypatch.setenv("GANNAS_INCEPTION_WEIGHTS", missing)
+    assert main(["fid", "digits", "digits", "--resolution", "8", "--num-samples", "10"]) == 2
+    err = capsys.readouterr().err
+    assert missing in err and "env GANNAS_INCEPTION_WEIGHTS" in err
