@@ -10,6 +10,7 @@ which ``gannas retrain`` picks architectures.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from gannas._files import describe_os_error, make_dirs, mkstemp, remove_dirs
 from gannas.errors import GannasError
 from nas import attrs
 
@@ -170,8 +172,13 @@ def plot_front(study: optuna.Study, path: str | Path) -> Path:
     names = objective_names(study)
     trials = completed_trials(study)
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    fmt = target.suffix.lstrip(".").lower() or "png"
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    if fmt not in fig.canvas.get_supported_filetypes():
+        plt.close(fig)
+        raise GannasError(
+            f"--plot {str(path)!r}: matplotlib cannot write '.{fmt}' files; use .png, .svg or .pdf"
+        )
     ax.scatter(
         [t.values[1] for t in trials],
         [t.values[0] for t in trials],
@@ -202,6 +209,21 @@ def plot_front(study: optuna.Study, path: str | Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
+    created: list[Path] = []
+    tmp: str | None = None
+    try:
+        # Written beside the target and renamed into place, so a failed write leaves no half
+        # image; directories made for it are removed again.
+        created = make_dirs(target.parent)
+        fd, tmp = mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with os.fdopen(fd, "wb") as handle:
+            fig.savefig(handle, dpi=110, format=fmt)
+        os.replace(tmp, target)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        remove_dirs(created)
+        raise GannasError(f"cannot write --plot {str(path)!r}: {describe_os_error(exc)}") from None
+    finally:
+        plt.close(fig)
     return target

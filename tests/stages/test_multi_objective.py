@@ -41,6 +41,19 @@ def test_fid_params_search_stores_both_values_and_pareto_prints_the_front(
     png = tmp_path / "front.png"
     assert main(["pareto", "tiny", "--storage", storage_url, "--plot", str(png)]) == 0
     out = capsys.readouterr().out
+    # A plot that cannot be written is one line naming the path; nothing is left behind.
+    for bad, reason in (
+        (tmp_path / "front.png" / "x.png", "Not a directory"),
+        (tmp_path / "new" / "front.jpeg2", "cannot write '.jpeg2' files"),
+    ):
+        assert main(["pareto", "tiny", "--storage", storage_url, "--plot", str(bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and reason in err and str(bad) in err, err
+    assert not (tmp_path / "new").exists()
+    svg = tmp_path / "front.svg"
+    assert main(["pareto", "tiny", "--storage", storage_url, "--plot", str(svg)]) == 0
+    assert svg.read_text().lstrip().startswith("<?xml")
+    capsys.readouterr()
     rows = {}
     for line in out.splitlines():
         fields = line.split()
