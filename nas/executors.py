@@ -88,13 +88,19 @@ class InlineExecutor:
     def wait(self, timeout: float) -> list[Finished]:
         if not self._queue:
             return []
-        job, reference = self._queue.pop(0)
+        # The job stays queued while it runs: on Ctrl-C (KeyboardInterrupt from inside the
+        # trial) :meth:`cancel_all` must still return it, so that it is marked FAIL
+        # (interrupted) instead of staying RUNNING until its heartbeat runs out.
+        job, reference = self._queue[0]
         from nas.trial_runner import execute_trial
 
         try:
-            return [Finished(job, execute_trial(job, reference), None)]
+            summary = execute_trial(job, reference)
         except Exception as exc:  # the database failed under the worker: the trial is lost
+            self._queue.pop(0)
             return [Finished(job, None, exc)]
+        self._queue.pop(0)
+        return [Finished(job, summary, None)]
 
     def running(self) -> list[TrialJob]:
         return [job for job, _ in self._queue]

@@ -278,3 +278,28 @@ def test_a_cost_exponent_the_search_would_ignore_is_refused_before_anything_is_w
         f"uses {named}; drop --cost-exponent (or use --sampler tpe with one objective)"
     ]
     assert not db.exists()
+
+
+def test_ctrl_c_during_an_inline_trial_marks_it_interrupted_not_running(
+    quick_search, storage_url, monkeypatch
+):
+    from nas import trial_runner
+    from nas.controller import SearchInterrupted
+
+    real = trial_runner.execute_trial
+    calls = []
+
+    def interrupted_on_the_second(job, reference):
+        calls.append(job.trial_number)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the user presses Ctrl-C while trial 1 trains
+        return real(job, reference)
+
+    monkeypatch.setattr(trial_runner, "execute_trial", interrupted_on_the_second)
+    what, how, where = quick_search(trials=3)
+    with pytest.raises(SearchInterrupted):
+        run_search(what, how, where)
+    trials = optuna.load_study(study_name=how.study, storage=storage_url).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert trials[1].user_attrs[attrs.STATUS] == "interrupted"
+    assert trials[1].user_attrs[attrs.FAIL_KIND] == attrs.FAIL_KIND_INFRA
