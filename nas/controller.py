@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -177,9 +177,6 @@ def run_search(
     if where.tensorboard:
         check_writable_directory(where.tensorboard, flag="--tensorboard")
     check_device(where.device, local=where.address is None)
-    storage = open_storage(
-        url, heartbeat_interval=where.heartbeat_interval, grace_period=where.grace_period
-    )
     grid = None
     if sampler_name == "grid":
         from search_spaces import space_distributions
@@ -188,13 +185,16 @@ def run_search(
     cost_exponent = how.cost_exponent
     if cost_exponent is None:
         cost_exponent = getattr(search_defaults, "cost_exponent", None)
-    sampler = make_sampler(
-        sampler_name,
-        seed=what.seed,
-        n_objectives=len(objectives),
-        grid=grid,
-        cost_exponent=cost_exponent,
-    )
+    def sampler_seeded(seed: int) -> optuna.samplers.BaseSampler:
+        return make_sampler(
+            sampler_name,
+            seed=seed,
+            n_objectives=len(objectives),
+            grid=grid,
+            cost_exponent=cost_exponent,
+        )
+
+    sampler = sampler_seeded(what.seed)
     identity = {
         "space": space.name,
         "space_sha256": hashlib.sha256(space.to_yaml().encode()).hexdigest()[:16],
@@ -228,6 +228,10 @@ def run_search(
     try:
         progress.on_message("computing reference statistics of the real data (cached on disk)")
         reference = executor.compute_reference(score, where.device)
+        # Opened last: a SQLite file is created on opening, and a refused search leaves none.
+        storage = open_storage(
+            url, heartbeat_interval=where.heartbeat_interval, grace_period=where.grace_period
+        )
         study = open_study(
             storage,
             name=study_name,
@@ -236,6 +240,14 @@ def run_search(
             identity=identity,
             space_yaml=space.to_yaml(),
         )
+        existing = len(study.get_trials(deepcopy=False))
+        if existing and sampler_name != "evolution":
+            # A sampler's random draws follow one stream from its seed, so continuing with the
+            # seed the study started with would replay the first trials' draws (the random
+            # start-up trials, all of random search) and train those architectures again. A
+            # continuation draws from a stream of its own, still determined by the seed and the
+            # study. (Evolution draws per trial number and continues exactly as it is.)
+            study.sampler = sampler_seeded(continued_seed(what.seed, existing))
         if reference.extractor_identity is not None:
             check_feature_network(study, reference.extractor_identity)
         for number in recover_stale_trials(study, storage):
@@ -286,6 +298,13 @@ def run_search(
     finally:
         executor.shutdown()
     return _summary(study, url, target, started, trials_now, redact_url)
+
+
+def continued_seed(seed: int, existing_trials: int) -> int:
+    """The sampler seed of a search that continues a study already holding ``existing_trials``."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, existing_trials]).generate_state(1)[0])
 
 
 def trials_prepared_ahead(workers: int) -> int:
@@ -441,36 +460,33 @@ def check_artifact_store(spec: str | None) -> None:
 
     Each trial opens the store on its worker; a store that cannot work (``s3://`` without boto3,
     a path that is a file, a directory that cannot be created or written) would otherwise fail
-    every trial. An S3 bucket is not written to here: its credentials are the workers'.
+    every trial. Nothing is created here, so a refused search leaves no directory behind; an S3
+    bucket is not written to either: its credentials are the workers'.
     """
     if not spec:
         return
-    from optuna.artifacts import FileSystemArtifactStore
+    if spec.strip().startswith("s3://"):
+        from storage.artifacts import make_artifact_store
 
-    from storage.artifacts import make_artifact_store
-
-    try:
-        store = make_artifact_store(spec)
-    except OSError as exc:
-        raise StorageError(
-            f"--artifacts {spec!r}: cannot create the directory ({exc.strerror or exc})"
-        ) from exc
-    if isinstance(store, FileSystemArtifactStore):
-        check_writable_directory(Path(spec.removeprefix("file://")), flag="--artifacts")
+        make_artifact_store(spec)  # refuses a missing boto3 or a bad bucket name
+        return
+    check_writable_directory(Path(spec.strip().removeprefix("file://")), flag="--artifacts")
 
 
 def check_writable_directory(directory: str | Path, *, flag: str) -> None:
-    """Create ``directory`` if needed and check that a file can be written in it."""
-    try:
-        path = Path(directory).expanduser().resolve()
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        raise StorageError(
-            f"{flag} {str(directory)!r}: the directory cannot be created or written "
-            f"({exc.strerror or exc})"
-        ) from exc
+    """Refuse ``directory`` unless it is, or could be created as, a directory this process can
+    write to. Nothing is created: the nearest existing ancestor is checked instead."""
+    path = Path(directory).expanduser().resolve()
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        why = f"{str(existing)!r} is not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        why = f"{str(existing)!r} is not writable"
+    else:
+        return
+    raise StorageError(f"{flag} {str(directory)!r} cannot be created or written: {why}")
 
 
 def _running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

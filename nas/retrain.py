@@ -290,7 +290,7 @@ def retrain_top(
 
     if top < 1:
         raise GannasError(f"--top must be at least 1, got {top}")
-    url = resolve_storage_url(where.storage)
+    url = resolve_storage_url(where.storage, must_exist=True)  # never create a database here
     storage = open_storage(url)
     study = _open_main_study(study_name, storage, url)
     if study.user_attrs.get(STAGE) == FINAL_STAGE:
@@ -343,7 +343,13 @@ def retrain_top(
     # must leave nothing behind (run_search checks the rest before it records the protocol).
     validate_settings(
         what,
-        HowToSearch(trials=1, sampler="random", pruner="none", objectives=objectives),
+        HowToSearch(
+            trials=1,
+            sampler="random",
+            pruner="none",
+            objectives=objectives,
+            max_retries=max_retries,
+        ),
         where,
     )
     check_artifact_store(where.artifacts)

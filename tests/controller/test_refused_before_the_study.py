@@ -45,8 +45,8 @@ def _studies(db: Path) -> list[str]:
         (["--heartbeat-interval", "0"], "--heartbeat-interval must be at least 1"),
         (["--grace-period", "0"], "--grace-period must be at least 1"),
         (["--device", "tpu"], "--device 'tpu' is not a torch device"),
-        (["--artifacts", "/etc/hostname/art"], "--artifacts '/etc/hostname/art'"),
-        (["--tensorboard", "/etc/hostname/tb"], "--tensorboard '/etc/hostname/tb'"),
+        (["--artifacts", "/etc/hostname/art"], "'/etc/hostname' is not a directory"),
+        (["--tensorboard", "/etc/hostname/tb"], "'/etc/hostname' is not a directory"),
     ],
 )
 def test_a_bad_option_is_refused_by_name_and_leaves_no_study(
@@ -56,7 +56,7 @@ def test_a_bad_option_is_refused_by_name_and_leaves_no_study(
     assert main(_search_args(db, tiny_extractor, *extra)) == 2
     err = capsys.readouterr().err
     assert named in err and "internal error" not in err
-    assert _studies(db) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no database, no artifacts
 
 
 def test_an_s3_artifact_store_without_boto3_is_refused_before_any_trial(
@@ -94,7 +94,7 @@ def test_a_missing_feature_network_leaves_no_study_and_the_corrected_command_run
     missing = str(tmp_path / "nowhere.pt")
     assert main(_search_args(db, missing)) == 2
     assert "nowhere.pt" in capsys.readouterr().err
-    assert _studies(db) == []
+    assert not db.exists() and not (tmp_path / "artifacts").exists()
     # Before the fix the first command had recorded the missing path as the study's protocol,
     # and this one was refused as "created with feature_extractor=...nowhere.pt".
     assert main(_search_args(db, tiny_extractor)) == 0

@@ -68,6 +68,18 @@ def test_running_again_continues_and_never_duplicates(quick_search, storage_url)
     trials = _load(storage_url).get_trials()
     assert len(trials) == 4
     assert [(t.number, t.params) for t in trials[:2]] == first
+    # The continuation draws new architectures; with the study's first seed again, random
+    # search replayed its first draws and trained trials 0 and 1's architectures once more.
+    earlier = [params for _, params in first]
+    assert all(t.params not in earlier for t in trials[2:])
+
+
+def test_a_new_study_with_the_same_seed_draws_the_same_architectures(quick_search, storage_url):
+    what, how, where = quick_search(trials=2, study="a")
+    run_search(what, how, where)
+    run_search(what, dataclasses.replace(how, study="b"), where)
+    a, b = (optuna.load_study(study_name=n, storage=storage_url).get_trials() for n in "ab")
+    assert [t.params for t in a] == [t.params for t in b]
 
 
 def test_continuing_with_other_settings_is_refused(quick_search, storage_url):
@@ -236,8 +248,10 @@ def test_the_cost_exponent_comes_from_the_command_else_the_space_file(
 
     what, how, where = quick_search(trials=1, space=str(space_file), sampler="tpe")
     run_search(what, how, where)
+    assert seen == [0.25]
     run_search(what, dataclasses.replace(how, trials=2, cost_exponent=0.0), where)
-    assert seen == [0.25, 0.0]
+    # continuing builds the sampler again with the continuation's seed: the same exponent
+    assert seen[1:] == [0.0, 0.0]
     trials = _load(storage_url).get_trials()
     assert len(trials) == 2
 

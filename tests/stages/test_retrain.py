@@ -182,10 +182,10 @@ def test_retrain_errors_are_one_line(storage_url, capsys):
         assert len(err.splitlines()) == 1, err
         return code, err
 
+    optuna.create_study(storage=storage_url, study_name="empty")
     code, err = retrain("nope")
     assert code == 2 and "no study named 'nope'" in err
 
-    optuna.create_study(storage=storage_url, study_name="empty")
     code, err = retrain("empty")
     assert code == 2 and "no stored gannas identity" in err
 
@@ -206,6 +206,7 @@ def test_retrain_errors_are_one_line(storage_url, capsys):
         (["--fid-samples", "1"], "--fid-samples must be at least 2"),
         (["--feature-extractor", "/nonexistent/fx.pt"], "--feature-extractor '/nonexistent/fx.pt'"),
         (["--device", "tpu"], "--device 'tpu' is not a torch device"),
+        (["--max-retries", "-1"], "--max-retries must be >= 0"),
     ],
 )
 def test_a_refused_retrain_creates_no_final_stage_and_the_corrected_one_runs(
@@ -223,3 +224,11 @@ def test_a_refused_retrain_creates_no_final_stage_and_the_corrected_one_runs(
     assert _retrain_cli(storage_url, artifacts, "--top", "1") == 0
     (trial,) = _load(storage_url, "tiny.final").get_trials()
     assert trial.state in (TrialState.COMPLETE, TrialState.FAIL)
+
+
+def test_retrain_on_a_missing_database_file_refuses_and_creates_nothing(tmp_path, capsys):
+    db = tmp_path / "typo.db"
+    assert main(["retrain", "tiny", "--budget", "5", "--fid-samples", "8",
+                 "--storage", f"sqlite:///{db}"]) == 2  # fmt: skip
+    assert "no study database at" in capsys.readouterr().err
+    assert not db.exists()
