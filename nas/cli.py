@@ -300,7 +300,7 @@ def dashboard(
     storage: StorageOpt = None,
     artifacts: ArtifactsOpt = None,
     host: Annotated[str, typer.Option(help="Address to bind; loopback unless told otherwise.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8080,
+    port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = 8080,
 ) -> None:
     """Serve optuna-dashboard on the study database and the artifact store."""
     import errno

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from gannas.errors import GannasError
 
 OBJECTIVE_NAMES = ("fid", "params", "macs", "latency")
+MAX_RESOLUTION = 1024
+"""The largest image side searched (StyleGAN's); larger ones only end in an out-of-memory error."""
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,9 @@ def validate_settings(what: WhatToSearch, how: HowToSearch, where: WhereToRun) -
     need(what.budget >= 1, f"--budget must be at least 1 generator step, got {what.budget}")
     need(what.eval_points >= 1, f"--eval-points must be at least 1, got {what.eval_points}")
     need(
-        what.resolution >= 8 and what.resolution & (what.resolution - 1) == 0,
-        f"--resolution must be a power of two >= 8 (16, 32, 64 ...), got {what.resolution}",
+        8 <= what.resolution <= MAX_RESOLUTION and what.resolution & (what.resolution - 1) == 0,
+        f"--resolution must be a power of two from 8 to {MAX_RESOLUTION} (16, 32, 64 ...), "
+        f"got {what.resolution}",
     )
     need(what.channels in (None, 1, 3), f"--channels must be 1 or 3, got {what.channels}")
     need(

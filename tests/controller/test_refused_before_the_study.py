@@ -40,6 +40,7 @@ def _studies(db: Path) -> list[str]:
     ("extra", "named"),
     [
         (["--pruner", "bar"], "unknown pruner 'bar'"),
+        (["--resolution", "65536"], "--resolution must be a power of two from 8 to 1024"),
         (["--keep-checkpoints", "-1"], "--keep-checkpoints must be >= 0"),
         (["--real-samples", "1"], "--real-samples must be at least 2"),
         (["--heartbeat-interval", "0"], "--heartbeat-interval must be at least 1"),

@@ -19,6 +19,7 @@ from nas.cli import main
         (["bogus"], "'bogus'"),
         (["export"], "'study'"),
         (["spaces", "validate"], "'path'"),
+        (["dashboard", "--port", "99999"], "'--port'"),
     ],
 )
 def test_a_usage_error_names_what_was_wrong_and_exits_2(argv, named, capsys):
