@@ -39,13 +39,21 @@ def resolve_storage_url(url: str | None, *, must_exist: bool = False) -> str:
     mistyped path would silently become a new, empty database that lists "no studies". Such a
     command is refused instead (see :func:`require_existing_database`).
     """
+    from_env = False
     if url is None or not url.strip():
         url = os.environ.get(ENV_VAR, "").strip() or None
+        from_env = url is not None
     if url is None:
         url = f"sqlite:///{Path.cwd().resolve() / DEFAULT_SQLITE_NAME}"
-    if must_exist:
-        require_existing_database(url.strip())
-    return validate_storage_url(url.strip())
+    try:
+        if must_exist:
+            require_existing_database(url.strip())
+        return validate_storage_url(url.strip())
+    except StorageError as exc:
+        if not from_env:
+            raise
+        # The user typed no URL: say where the bad one came from.
+        raise StorageError(f"{exc} (the URL is the value of ${ENV_VAR})") from None
 
 
 def require_existing_database(url: str) -> None:

@@ -168,3 +168,13 @@ def test_with_installed_driver_only_fills_a_missing_driver() -> None:
     assert filled == (
         f"postgresql+{installed[0]}://u:pw@h/db" if installed else "postgresql://u:pw@h/db"
     )
+
+
+def test_a_bad_url_from_the_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GANNAS_STORAGE", "bogus")
+    with pytest.raises(StorageError, match=r"'bogus'.*the value of \$GANNAS_STORAGE"):
+        resolve_storage_url(None)
+    # typed on the command line, the URL is the user's own: no mention of the variable
+    with pytest.raises(StorageError) as raised:
+        resolve_storage_url("bogus")
+    assert "GANNAS_STORAGE" not in str(raised.value)
