@@ -547,6 +547,8 @@ class _Loop:
     """Trials prepared ahead: RUNNING in the study, heartbeat kept, not yet submitted."""
     _lost_in_a_row: int = 0
     """Trials whose worker was lost since the last trial that finished (any state)."""
+    _last_loss: str = ""
+    """Why the last lost trial was lost, for the message that stops the search."""
     _fresh: list[int] = field(default_factory=list)
     """Ids of trials created for this turn's free workers and not prepared yet. Not in
     :meth:`_ours` (nor counted against the target) until prepared: the turn's fill loop runs until
@@ -711,6 +713,13 @@ class _Loop:
         """Record trials whose worker returned, then hand prepared trials to the freed workers."""
         for finished in done:
             self._handle(finished)
+        # After the whole batch, so that every lost trial of it is marked before the search stops.
+        if self._lost_in_a_row >= self.lost_limit:
+            raise SearchAborted(
+                f"stopped: {self._lost_in_a_row} trials in a row lost their worker and none "
+                f"finished; the last: {self._last_loss}. The lost trials are marked FAIL and will "
+                "be retried: fix the cause and run the same command again to continue the study"
+            )
         return self._submit_ready()
 
     def _prepare(
@@ -806,13 +815,7 @@ class _Loop:
         ):
             self.progress.on_message(f"trial {number} FAIL, {reason}; it will be retried")
         self._lost_in_a_row += 1
-        if self._lost_in_a_row >= self.lost_limit:
-            raise SearchAborted(
-                f"stopped: {self._lost_in_a_row} trials in a row lost their worker and none "
-                f"finished; the last: {why} ({describe_error(done.error)}). The lost trials are "
-                "marked FAIL and will be retried: fix the cause and run the same command again "
-                "to continue the study"
-            )
+        self._last_loss = f"{why} ({describe_error(done.error)})"
 
     def _interrupt(self, reason: str = "interrupted by the user (Ctrl-C)") -> None:
         ready, self._ready = self._ready, []

@@ -106,12 +106,15 @@ def test_a_missing_feature_network_leaves_no_study_and_the_corrected_command_run
 class _DyingExecutor:
     """Every trial's worker dies; after ``heal_after`` deaths, trials complete."""
 
-    def __init__(self, storage_url: str, heal_after: int | None = None) -> None:
+    def __init__(
+        self, storage_url: str, heal_after: int | None = None, *, batch: int = 1
+    ) -> None:
         from storage import open_storage
 
         self._storage = open_storage(storage_url)
         self._queue: list[Any] = []
         self._heal_after = heal_after
+        self._batch = batch  # how many workers die in the same wait
         self.deaths = 0
 
     def compute_reference(self, spec: Any, device: str | None) -> Reference:
@@ -123,6 +126,10 @@ class _DyingExecutor:
     def wait(self, timeout: float) -> list[Finished]:
         if not self._queue:
             return []
+        if self._batch > 1:
+            jobs, self._queue = self._queue[: self._batch], self._queue[self._batch :]
+            self.deaths += len(jobs)
+            return [Finished(job, None, ConnectionError("node lost")) for job in jobs]
         job, self._queue = self._queue[0], self._queue[1:]
         if self._heal_after is not None and self.deaths >= self._heal_after:
             value = 1.0
@@ -164,6 +171,20 @@ def test_a_search_whose_every_trial_loses_its_worker_stops_with_the_error(
     assert {t.user_attrs[attrs.FAIL_KIND] for t in trials} == {attrs.FAIL_KIND_INFRA}
     # the lost architectures were retried, as any lost trial is, before the search gave up
     assert any(attrs.RETRY_OF in t.user_attrs for t in trials)
+
+
+def test_trials_lost_together_past_the_limit_are_all_marked_before_the_search_stops(
+    quick_search, storage_url
+):
+    # 4 workers: the limit is 8; three die per wait, so the 8th loss is not the last of its wait
+    what, how, where = quick_search(trials=20, workers=4)
+    executor = _DyingExecutor(storage_url, batch=3)
+    with pytest.raises(SearchAborted, match="9 trials in a row lost their worker"):
+        run_search(what, how, where, executor=executor)
+    trials = optuna.load_study(study_name=how.study, storage=storage_url).get_trials()
+    assert executor.deaths == 9
+    # none is left RUNNING, to be found lost only after the grace period of the next run
+    assert {t.state for t in trials} == {TrialState.FAIL}
 
 
 def test_losses_below_the_limit_are_retried_and_the_search_finishes(quick_search, storage_url):
