@@ -131,7 +131,7 @@ def run_search(
 ) -> SearchSummary:
     """Run (or continue) a search until the study holds ``how.trials`` finished trials."""
     from nas.scoring import load_data
-    from nas.strategies import make_pruner, make_sampler
+    from nas.strategies import make_sampler
     from search_spaces import resolve_space, sample_config
     from storage import is_local_only, open_storage, redact_url, resolve_storage_url
 
@@ -169,14 +169,7 @@ def run_search(
             "--cost-exponent (or use --sampler tpe with one objective)"
         )
 
-    # Everything that can be refused is checked before the study exists, so that a mistyped
-    # option leaves no study behind that would then refuse the corrected command as a different
-    # protocol (its identity is recorded at creation).
-    make_pruner(pruner_name, min_resource=eval_at[0], max_resource=eval_at[-1])
-    check_artifact_store(where.artifacts)
-    if where.tensorboard:
-        check_writable_directory(where.tensorboard, flag="--tensorboard")
-    check_device(where.device, local=where.address is None)
+    check_where_to_run(where, pruner=pruner_name, eval_at=eval_at)
     grid = None
     if sampler_name == "grid":
         from search_spaces import space_distributions
@@ -453,6 +446,23 @@ def _has_gpu() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def check_where_to_run(where: WhereToRun, *, pruner: str, eval_at: tuple[int, ...]) -> None:
+    """Refuse, before a study is created, what would fail every trial: an unknown pruner, an
+    artifact store or TensorBoard directory that cannot be written, a device this machine lacks.
+
+    So a mistyped option leaves no study behind that would then refuse the corrected command as
+    a different protocol (a study's identity is recorded at creation). ``gannas retrain`` calls it
+    before it creates its final stage.
+    """
+    from nas.strategies import make_pruner
+
+    make_pruner(pruner, min_resource=eval_at[0], max_resource=eval_at[-1])
+    check_artifact_store(where.artifacts)
+    if where.tensorboard:
+        check_writable_directory(where.tensorboard, flag="--tensorboard")
+    check_device(where.device, local=where.address is None)
 
 
 def check_artifact_store(spec: str | None) -> None:

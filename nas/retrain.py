@@ -276,13 +276,13 @@ def retrain_top(
         GannasError: unknown study, a study without completed trials, a final-stage study, bad
             numbers, or a stored space that no longer rebuilds the stored architectures.
     """
-    from nas.controller import check_artifact_store, run_search
+    from nas.controller import check_where_to_run, run_search
     from nas.pareto import rank_trials
     from nas.settings import (
         HowToSearch,
         ScoringSettings,
         WhatToSearch,
-        check_device,
+        eval_steps,
         validate_settings,
     )
     from search_spaces import space_from_text
@@ -352,8 +352,7 @@ def retrain_top(
         ),
         where,
     )
-    check_artifact_store(where.artifacts)
-    check_device(where.device, local=where.address is None)
+    check_where_to_run(where, pruner="none", eval_at=eval_steps(budget, what.eval_points))
     if extractor and not Path(extractor).expanduser().is_file():
         if feature_extractor:
             raise GannasError(f"--feature-extractor {extractor!r}: no such file")
