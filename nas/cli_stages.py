@@ -32,7 +32,7 @@ def pareto(
     study: Annotated[str, typer.Argument(help="Study name (searched with several objectives).")],
     storage: StorageOpt = None,
     plot: Annotated[
-        Optional[Path], typer.Option(help="Also write a PNG of FID against the cost here.")
+        Optional[Path], typer.Option(help="Also write a plot of FID against the cost here (.png, .svg, .pdf ...).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the front as JSON.")] = False,
 ) -> None:
