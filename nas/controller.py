@@ -134,6 +134,7 @@ def run_search(
     from nas.strategies import make_sampler
     from search_spaces import resolve_space, sample_config
     from storage import is_local_only, open_storage, redact_url, resolve_storage_url
+    from storage.urls import storage_kind
 
     progress = progress or SearchProgress()
     validate_settings(what, how, where)
@@ -170,6 +171,15 @@ def run_search(
         )
 
     check_where_to_run(where, pruner=pruner_name, eval_at=eval_at)
+
+    def connect() -> Any:
+        return open_storage(
+            url, heartbeat_interval=where.heartbeat_interval, grace_period=where.grace_period
+        )
+
+    # A database server is reached now, so an unreachable one is refused at once; a SQLite file
+    # is opened only after the last check below, since opening creates it.
+    storage = None if storage_kind(url) == "sqlite" else connect()
     grid = None
     if sampler_name == "grid":
         from search_spaces import space_distributions
@@ -221,10 +231,8 @@ def run_search(
     try:
         progress.on_message("computing reference statistics of the real data (cached on disk)")
         reference = executor.compute_reference(score, where.device)
-        # Opened last: a SQLite file is created on opening, and a refused search leaves none.
-        storage = open_storage(
-            url, heartbeat_interval=where.heartbeat_interval, grace_period=where.grace_period
-        )
+        if storage is None:
+            storage = connect()
         study = open_study(
             storage,
             name=study_name,
