@@ -351,6 +351,8 @@ def export(
 ) -> None:
     """Export a trial's generator: safetensors weights, architecture, FID protocol, provenance."""
     from nas.export import export_trial
+    from nas.pareto import completed_trials
+    from storage import read_metadata
 
     loaded = _load_study(study, storage)
     path = export_trial(
@@ -361,7 +363,20 @@ def export(
         formats=tuple(fmt),
         overwrite=overwrite,
     )
-    typer.echo(f"exported to {path}")
+    metadata = read_metadata(path)
+    source, fid = metadata["provenance"], metadata["score"].get("fid")
+    fid_text = f", FID {fid:.4f}" if isinstance(fid, int | float) else ""
+    typer.echo(f"exported trial {source['trial']} of study {source['study']!r}{fid_text} to {path}")
+    if trial is None and source["study"] == loaded.study_name:
+        # The default is the best trial that still has a checkpoint; say so when a better one
+        # lost its checkpoint (--keep-checkpoints), rather than export another trial silently.
+        done = completed_trials(loaded)
+        best = min(done, key=lambda t: t.values[0]) if done else None
+        if best is not None and best.number != source["trial"]:
+            typer.echo(
+                f"note: the best completed trial, {best.number} (FID {best.values[0]:.4f}), has no "
+                "checkpoint left (--keep-checkpoints); pass --trial to choose another"
+            )
 
 
 @app.command()

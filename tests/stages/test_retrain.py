@@ -144,6 +144,41 @@ def test_export_without_a_final_stage_is_unchanged(
     assert provenance["study"] == "tiny" and provenance["trial"] == best.number
 
 
+def test_export_says_which_trial_it_exported_and_why_not_the_best(
+    tiny_search, storage_url, artifacts_dir, tmp_path, capsys
+):
+    from storage.artifacts import PRUNED_ATTR_PREFIX
+
+    what, how, where = tiny_search(trials=3)
+    run_search(what, how, where)
+    study = _load(storage_url, "tiny")
+    done = sorted(
+        (t for t in study.get_trials() if t.state == TrialState.COMPLETE), key=lambda t: t.values[0]
+    )
+    if len(done) < 2:
+        pytest.skip("needs two completed trials; a tiny trial diverged")
+    best, second = done[0], done[1]
+    capsys.readouterr()
+    args = ["--storage", storage_url, "--artifacts", artifacts_dir]
+    assert main(["export", "tiny", "--out", str(tmp_path / "a"), *args]) == 0
+    out = capsys.readouterr().out
+    assert f"exported trial {best.number} of study 'tiny', FID {best.values[0]:.4f}" in out
+    assert "note:" not in out
+
+    # the best trial's checkpoint was pruned (--keep-checkpoints): the next best is exported,
+    # and the console says so
+    study.set_user_attr(f"{PRUNED_ATTR_PREFIX}{best.number}", True)
+    assert main(["export", "tiny", "--out", str(tmp_path / "b"), *args]) == 0
+    out = capsys.readouterr().out
+    assert f"exported trial {second.number} of study 'tiny'" in out
+    assert f"note: the best completed trial, {best.number} (FID {best.values[0]:.4f}), has no " \
+        "checkpoint left" in out
+    # an explicit --trial is what the user asked for: no note
+    assert main(["export", "tiny", "--out", str(tmp_path / "c"), "--trial", str(second.number),
+                 *args]) == 0  # fmt: skip
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_retrain_of_a_multi_objective_study_takes_the_front_by_fid(tiny_search, storage_url):
     from nas.pareto import rank_trials
 
