@@ -483,12 +483,13 @@ def check_artifact_store(spec: str | None) -> None:
     """
     if not spec:
         return
-    if spec.strip().startswith("s3://"):
-        from storage.artifacts import make_artifact_store
+    from storage.artifacts import local_artifact_dir, make_artifact_store
 
+    if spec.strip().startswith("s3://"):
         make_artifact_store(spec)  # refuses a missing boto3 or a bad bucket name
         return
-    check_writable_directory(Path(spec.strip().removeprefix("file://")), flag="--artifacts")
+    # The store's own reading of the spec, which also refuses an unsupported scheme
+    check_writable_directory(local_artifact_dir(spec), flag="--artifacts")
 
 
 def check_writable_directory(directory: str | Path, *, flag: str) -> None:

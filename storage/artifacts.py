@@ -45,6 +45,7 @@ __all__ = [
     "is_checkpoint_artifact",
     "is_checkpoint_pruned",
     "latest_artifact",
+    "local_artifact_dir",
     "loss_curve_png",
     "make_artifact_store",
     "parse_s3_spec",
@@ -136,6 +137,21 @@ def default_artifact_dir(storage_url: str | None = None) -> Path:
     return (Path.cwd() / DEFAULT_ARTIFACT_DIR_NAME).resolve()
 
 
+def local_artifact_dir(spec: str | None, *, storage_url: str | None = None) -> Path:
+    """The directory of a local artifact store ``spec`` (see :func:`make_artifact_store`; not for
+    ``s3://``), without creating it. An unsupported scheme is a :class:`StorageError`."""
+    spec = (spec or "").strip() or None
+    if spec is not None and "://" in spec and not spec.startswith("file://"):
+        scheme = spec.split("://", 1)[0]
+        raise StorageError(
+            f"unsupported artifact store {spec!r}: scheme {scheme!r} is not supported; expected a "
+            "directory path, file:///dir or s3://bucket[/prefix]"
+        )
+    if spec is None:
+        return default_artifact_dir(storage_url)
+    return Path(spec.removeprefix("file://")).expanduser().resolve()
+
+
 def make_artifact_store(
     spec: str | None = None, *, storage_url: str | None = None, create: bool = True
 ) -> ArtifactStore:
@@ -170,16 +186,7 @@ def make_artifact_store(
 
         store: ArtifactStore = Boto3ArtifactStore(bucket, client=boto3.client("s3"))
         return PrefixedArtifactStore(store, prefix) if prefix else store
-    if spec is not None and "://" in spec and not spec.startswith("file://"):
-        scheme = spec.split("://", 1)[0]
-        raise StorageError(
-            f"unsupported artifact store {spec!r}: scheme {scheme!r} is not supported; expected a "
-            "directory path, file:///dir or s3://bucket[/prefix]"
-        )
-    if spec is None:
-        directory = default_artifact_dir(storage_url)
-    else:
-        directory = Path(spec.removeprefix("file://")).expanduser().resolve()
+    directory = local_artifact_dir(spec, storage_url=storage_url)
     if directory.exists() and not directory.is_dir():
         raise StorageError(
             f"artifact directory {str(directory)!r} is a file; expected a directory"

@@ -48,6 +48,7 @@ def _studies(db: Path) -> list[str]:
         (["--device", "tpu"], "--device 'tpu' is not a torch device"),
         (["--artifacts", "/etc/hostname/art"], "'/etc/hostname' is not a directory"),
         (["--tensorboard", "/etc/hostname/tb"], "'/etc/hostname' is not a directory"),
+        (["--artifacts", "gs://bucket/x"], "scheme 'gs' is not supported"),
     ],
 )
 def test_a_bad_option_is_refused_by_name_and_leaves_no_study(
