@@ -192,6 +192,8 @@ def _execute_trial(job: TrialJob, reference: Any) -> dict[str, Any]:
             log.error("trial %d raised:\n%s", job.trial_number, traceback.format_exc())
             outcome = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
         summary.update(_record(job, study, outcome, identity))
+        if job.artifacts and outcome["status"] == "completed":
+            _prune_checkpoints(job, study)
     log.info(
         "trial %d on worker %s: %s %s",
         job.trial_number,
@@ -289,6 +291,26 @@ def _train_and_score(
     if artifacts:
         artifacts.finish(result)
     return outcome
+
+
+def _prune_checkpoints(job: TrialJob, study: optuna.Study) -> None:
+    """Keep the checkpoints of the ``job.keep_checkpoints`` best trials only.
+
+    Called once the trial is recorded: best-N pruning ranks finished trials, and a trial that
+    pruned before its own state was written kept its checkpoint however it ranked (the last
+    trial of a search kept one under ``--keep-checkpoints 0``). The trial is already recorded,
+    so a failure here is logged, not the trial's; the next finished trial prunes again.
+    """
+    from storage.artifacts import make_artifact_store, prune_checkpoints
+
+    try:
+        prune_checkpoints(
+            study, make_artifact_store(job.artifacts), keep_best=job.keep_checkpoints
+        )
+    except Exception:
+        log.warning(
+            "could not prune checkpoints after trial %d", job.trial_number, exc_info=True
+        )
 
 
 def _record(
@@ -403,7 +425,7 @@ class _ArtifactWriter:
         self._upload(path, "image/png")
 
     def finish(self, result: Any) -> None:
-        from storage.artifacts import loss_curve_png, prune_checkpoints
+        from storage.artifacts import loss_curve_png
 
         if result.losses:
             path = self._tmp / "loss_curve.png"
@@ -422,7 +444,3 @@ class _ArtifactWriter:
         for p in self._tmp.iterdir():
             p.unlink()
         self._tmp.rmdir()
-        if result.status == "completed":
-            # The trial's own state is told after this; best-N pruning counts finished trials
-            # only, so it may keep one extra checkpoint until the next trial finishes.
-            prune_checkpoints(self._study, self._store, keep_best=self._job.keep_checkpoints)

@@ -317,3 +317,28 @@ def test_ctrl_c_during_an_inline_trial_marks_it_interrupted_not_running(
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
     assert trials[1].user_attrs[attrs.STATUS] == "interrupted"
     assert trials[1].user_attrs[attrs.FAIL_KIND] == attrs.FAIL_KIND_INFRA
+
+
+@pytest.mark.parametrize("keep", [0, 1])
+def test_after_the_search_only_the_best_keep_checkpoints_trials_have_a_checkpoint(
+    quick_search, storage_url, keep
+):
+    from storage.artifacts import (
+        is_checkpoint_artifact,
+        rank_completed_trials,
+        trial_artifacts,
+    )
+
+    what, how, where = quick_search(trials=3, keep_checkpoints=keep)
+    run_search(what, how, where)
+    study = _load(storage_url)
+    ranked = rank_completed_trials(study)
+    assert len(ranked) >= 2, [t.user_attrs.get(attrs.FAIL_REASON) for t in study.trials]
+    with_checkpoint = {
+        t.number
+        for t in study.get_trials()
+        if any(is_checkpoint_artifact(m) for m in trial_artifacts(study, t))
+    }
+    # The last trial is pruned as well: before, it pruned before its own state was written
+    # and so kept its checkpoint however it ranked.
+    assert with_checkpoint == {t.number for t in ranked[:keep]}
