@@ -147,7 +147,7 @@ def search(
             inception_weights=inception_weights or os.environ.get("GANNAS_INCEPTION_WEIGHTS"),
             allow_unverified_weights=allow_unverified_weights,
             feature_extractor=feature_extractor,
-            metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None,
+            metrics=_comma_list(metrics),
         ),
         data_root=data_root,
         seed=seed,
@@ -157,7 +157,7 @@ def search(
         study=study,
         sampler=sampler,
         pruner=pruner,
-        objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()) if objectives else None,
+        objectives=_comma_list(objectives),
         max_retries=max_retries,
         cost_exponent=cost_exponent,
     )
@@ -189,6 +189,14 @@ def search(
     )
 
 
+def _comma_list(text: str | None) -> tuple[str, ...] | None:
+    """``None`` when the option was not given (the default applies); an option given as ``''``
+    is an empty list, refused by the checks, not taken for the default."""
+    if text is None:
+        return None
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def _artifacts_dir(artifacts: str | None) -> str:
     return artifacts or os.environ.get("GANNAS_ARTIFACTS") or str(Path("gannas_artifacts").resolve())
 
@@ -218,11 +226,13 @@ def spaces_show(name: Annotated[str, typer.Argument(help="Built-in name or YAML 
 
 
 @spaces_app.command("validate")
-def spaces_validate(path: Annotated[str, typer.Argument(help="YAML file to check.")]) -> None:
+def spaces_validate(
+    path: Annotated[str, typer.Argument(help="YAML file to check, or a built-in name.")],
+) -> None:
     """Check a search-space file; prints what was wrong, or a summary of the space."""
-    from search_spaces import load_space
+    from search_spaces import resolve_space
 
-    space = load_space(path)
+    space = resolve_space(path)  # the same lookup as `spaces show` and `search`
     params = list(space.parameters())
     typer.echo(f"ok: {path}: space {space.name!r} (family {space.family}), {len(params)} parameters")
 

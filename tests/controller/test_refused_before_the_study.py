@@ -49,6 +49,10 @@ def _studies(db: Path) -> list[str]:
         (["--artifacts", "/etc/hostname/art"], "'/etc/hostname' is not a directory"),
         (["--tensorboard", "/etc/hostname/tb"], "'/etc/hostname' is not a directory"),
         (["--artifacts", "gs://bucket/x"], "scheme 'gs' is not supported"),
+        # Given but empty is refused, not taken for the default.
+        (["--objectives", ""], "--objectives needs at least one objective"),
+        (["--objectives", " , "], "--objectives needs at least one objective"),
+        (["--metrics", ""], "the metrics must include 'fid'"),
     ],
 )
 def test_a_bad_option_is_refused_by_name_and_leaves_no_study(
