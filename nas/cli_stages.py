@@ -42,6 +42,8 @@ def pareto(
     loaded = _load_study(study, storage)
     front = pareto_front(loaded)
     names = objective_names(loaded)
+    # The plot first: a path it cannot write is refused before anything is printed.
+    path = plot_front(loaded, plot) if plot is not None else None
     if as_json:
         rows = [
             {
@@ -66,8 +68,7 @@ def pareto(
         for p in front:
             costs = "  ".join(f"{_cost_text(n, v):>14}" for n, v in zip(cost_names, p.costs))
             typer.echo(f"{p.number:>5}  {p.fid:>10.4f}  {costs}  {_params_text(p.params)}")
-    if plot is not None:
-        path = plot_front(loaded, plot)
+    if path is not None:
         typer.echo(f"wrote {path}", err=as_json)
 
 

@@ -47,8 +47,10 @@ def test_fid_params_search_stores_both_values_and_pareto_prints_the_front(
         (tmp_path / "new" / "front.jpeg2", "cannot write '.jpeg2' files"),
     ):
         assert main(["pareto", "tiny", "--storage", storage_url, "--plot", str(bad)]) == 2
-        err = capsys.readouterr().err.strip()
+        refused = capsys.readouterr()
+        err = refused.err.strip()
         assert len(err.splitlines()) == 1 and reason in err and str(bad) in err, err
+        assert refused.out == ""  # refused before the front is printed, not after
     assert not (tmp_path / "new").exists()
     svg = tmp_path / "front.svg"
     assert main(["pareto", "tiny", "--storage", storage_url, "--plot", str(svg)]) == 0
