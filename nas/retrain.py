@@ -278,6 +278,8 @@ def retrain_top(
     """
     from nas.controller import check_where_to_run, run_search
     from nas.pareto import rank_trials
+    from nas.scoring import load_data
+    from nas.trial_job import DataSpec
     from nas.settings import (
         HowToSearch,
         ScoringSettings,
@@ -362,6 +364,9 @@ def retrain_top(
         )
     if inception_weights and not Path(inception_weights).expanduser().is_file():
         raise GannasError(f"--inception-weights {inception_weights!r}: no such file")
+    # A dataset that cannot be loaded (a --dataset folder typed wrong, or the stored one moved)
+    # is refused here too. run_search loads the same spec again, from load_data's cache.
+    load_data(DataSpec(what.dataset, what.resolution, what.channels, what.data_root))
 
     final_name = final_study_name(study_name)
     final = optuna.create_study(

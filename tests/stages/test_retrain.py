@@ -242,6 +242,7 @@ def test_retrain_errors_are_one_line(storage_url, capsys):
         (["--feature-extractor", "/nonexistent/fx.pt"], "--feature-extractor '/nonexistent/fx.pt'"),
         (["--device", "tpu"], "--device 'tpu' is not a torch device"),
         (["--max-retries", "-1"], "--max-retries must be >= 0"),
+        (["--dataset", "/nonexistent/images"], "unknown dataset '/nonexistent/images'"),
     ],
 )
 def test_a_refused_retrain_creates_no_final_stage_and_the_corrected_one_runs(
