@@ -207,13 +207,18 @@ def fid_between(
     draws as many samples as the other (data) source has. ``extractor`` overrides
     ``weights_path``/``extractor_path`` with an already built feature extractor.
     """
-    from nas.settings import check_device
+    from nas.settings import MAX_RESOLUTION, check_device
     from trainers import metrics
 
+    # Named by the `gannas fid` options, as the device check below is.
     if batch_size < 1:
-        raise GannasError(f"batch_size must be >= 1, got {batch_size}")
+        raise GannasError(f"--batch-size must be at least 1, got {batch_size}")
     if num_samples is not None and num_samples < 2:
-        raise GannasError(f"FID needs at least 2 samples per source, got num_samples={num_samples}")
+        raise GannasError(f"--num-samples: FID needs at least 2 samples per source, got {num_samples}")
+    if resolution is not None and not 1 <= resolution <= MAX_RESOLUTION:
+        # Any size is a valid FID input (the features are taken at 299x299), but a huge one
+        # only runs out of memory while the images are resized.
+        raise GannasError(f"--resolution must be from 1 to {MAX_RESOLUTION}, got {resolution}")
     check_device(device, local=True)  # a clear refusal, not torch's error or a misleading one later
     run_on = metrics.resolve_device(device)
     if extractor is None:

@@ -86,8 +86,14 @@ def test_bad_sources_are_user_errors(tiny_extractor_path: Path, tmp_path: Path, 
     _, _, folder, _ = sources
     with pytest.raises(DatasetError, match="not a built-in dataset"):
         fid_between(str(folder), str(tmp_path / "missing"), extractor_path=str(tiny_extractor_path))
-    with pytest.raises(GannasError, match="num_samples"):
+    with pytest.raises(GannasError, match="--num-samples: FID needs at least 2 samples"):
         fid_between(str(folder), str(folder), extractor_path=str(tiny_extractor_path), num_samples=1)
+    with pytest.raises(GannasError, match="--batch-size must be at least 1, got 0"):
+        fid_between(str(folder), str(folder), extractor_path=str(tiny_extractor_path), batch_size=0)
+    for resolution in (0, 100_000):
+        # 100000 ran out of memory resizing the images: an "internal error"
+        with pytest.raises(GannasError, match=f"--resolution must be from 1 to 1024, got {resolution}"):
+            fid_between("digits", str(folder), extractor_path=str(tiny_extractor_path), resolution=resolution)
     # torch's own error for an unknown device was an "internal error"; CUDA on a machine without
     # it failed later, blaming the feature-extractor file
     with pytest.raises(GannasError, match="--device 'tpu' is not a torch device"):
