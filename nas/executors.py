@@ -130,6 +130,8 @@ class RayExecutor:
     ) -> None:
         import ray
 
+        from nas.ray_endpoint import check_ray_endpoint, endpoint_of
+
         self._ray = ray
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {
@@ -138,6 +140,14 @@ class RayExecutor:
                 "log_to_driver": True,
             }
             if address:
+                endpoint = endpoint_of(address)
+                if endpoint is not None:
+                    # Ray's client retries for minutes at a port where no head answers.
+                    check_ray_endpoint(
+                        *endpoint,
+                        expected="the address of a running Ray head: HOST:PORT as `ray start "
+                        "--head` prints it, or ray://HOST:10001 for its Ray Client server",
+                    )
                 kwargs["address"] = address
             else:
                 # "local", not None: with None Ray joins a cluster a `ray start` left running on

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,12 +18,9 @@ import typer
 
 from gannas.errors import GannasError
 from nas.cli import app
+from nas.ray_endpoint import check_ray_endpoint, endpoint_of
 
 __all__ = ["WorkerError", "parse_address", "ray_executable", "worker", "worker_command"]
-
-REACH_TIMEOUT_S = 5.0
-"""How long the head's GCS port may take to accept a connection before it counts as unreachable."""
-
 
 class WorkerError(GannasError):
     """This machine cannot join the Ray cluster as asked."""
@@ -38,13 +34,12 @@ def parse_address(address: str) -> tuple[str, int]:
             f"--address {address!r} is a Ray Client address; a worker node joins with the head's "
             "GCS address HOST:PORT (default port 6379), e.g. --address 10.0.0.1:6379"
         )
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")  # [::1]:6379
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    endpoint = endpoint_of(text)
+    if endpoint is None:
         raise WorkerError(
             f"--address must be HOST:PORT of the Ray head (e.g. 10.0.0.1:6379), got {address!r}"
         )
-    return host, int(port)
+    return endpoint
 
 
 def ray_executable() -> str:
@@ -85,18 +80,16 @@ def worker_command(
     return cmd
 
 
-def check_reachable(address: str, *, timeout_s: float = REACH_TIMEOUT_S) -> None:
-    """Raise :class:`WorkerError` unless the head's port at ``address`` accepts a connection."""
+def check_reachable(address: str) -> None:
+    """Raise :class:`~nas.ray_endpoint.RayUnreachable` unless a Ray head answers at ``address``
+    (a port that merely accepts connections is not enough, see :mod:`nas.ray_endpoint`)."""
     host, port = parse_address(address)
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            pass
-    except OSError as exc:
-        raise WorkerError(
-            f"cannot reach the Ray head at {host}:{port} ({exc.strerror or exc}); expected a head "
-            "started with `ray start --head --port "
-            f"{port}` on {host} and this port open to this machine"
-        ) from None
+    check_ray_endpoint(
+        host,
+        port,
+        expected=f"a head started with `ray start --head --port {port}` on {host} and this port "
+        "open to this machine",
+    )
 
 
 @app.command()

@@ -139,3 +139,29 @@ def test_sqlite_with_a_cluster_address_is_refused_before_anything_is_written(
     with pytest.raises(GannasError, match=r"SQLite file.*PostgreSQL URL.*--address"):
         run_search(what, how, where)
     assert not db.exists()
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_an_address_where_no_ray_head_answers_is_refused_in_seconds_and_leaves_no_study(
+    fault_search, postgres_url, monkeypatch, scheme
+):
+    import socket
+
+    import ray
+
+    from nas import ray_endpoint
+
+    # Ray's client retried for minutes at such a port (measured: over 3 minutes at Redis's
+    # 6379), printing only its GCS timeouts.
+    monkeypatch.setattr(ray_endpoint, "REACH_TIMEOUT_S", 0.5)
+    with socket.socket() as other_service:
+        other_service.bind(("127.0.0.1", 0))
+        other_service.listen(4)
+        port = other_service.getsockname()[1]
+        what, how, where = fault_search(
+            storage=postgres_url, executor="ray", address=f"{scheme}127.0.0.1:{port}"
+        )
+        with pytest.raises(GannasError, match=rf"127.0.0.1:{port} accepts connections but is not a Ray head"):
+            run_search(what, how, where)
+    assert not ray.is_initialized()
+    assert optuna.get_all_study_names(storage=postgres_url) == []

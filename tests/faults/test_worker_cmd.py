@@ -6,18 +6,32 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 
+import grpc
 import pytest
 
-from nas import worker_cmd
+from nas import ray_endpoint, worker_cmd
 from nas.cli import main
 from nas.worker_cmd import WorkerError, parse_address, ray_executable, worker_command
 
 
 @pytest.fixture
 def listening_port() -> Iterator[int]:
-    """A local port that accepts connections (stands in for a Ray head's GCS port)."""
+    """A local gRPC server's port (stands in for a Ray head's GCS port, a gRPC server)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop(grace=None)
+
+
+@pytest.fixture
+def non_ray_port() -> Iterator[int]:
+    """A local port that accepts connections but does not speak gRPC (as Redis on 6379)."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(4)
@@ -117,6 +131,22 @@ def test_an_unreachable_head_is_one_line_and_nothing_runs(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: cannot reach the Ray head at 127.0.0.1:{closed_port}")
     assert "\n" not in err
+    assert ran == []
+
+
+def test_a_port_that_is_not_a_ray_head_is_refused_not_left_to_hang(
+    non_ray_port: int,
+    ran: list[list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `ray start` at such a port retried for minutes, printing only Ray's own GCS timeouts.
+    monkeypatch.setattr(ray_endpoint, "REACH_TIMEOUT_S", 0.5)
+    code = main(["worker", "--address", f"127.0.0.1:{non_ray_port}"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: 127.0.0.1:{non_ray_port} accepts connections but is not a Ray")
+    assert "within 0.5 s" in err and "\n" not in err
     assert ran == []
 
 
