@@ -279,7 +279,6 @@ def retrain_top(
     from nas.controller import check_where_to_run, run_search
     from nas.pareto import rank_trials
     from nas.scoring import load_data
-    from nas.trial_job import DataSpec
     from nas.settings import (
         HowToSearch,
         ScoringSettings,
@@ -287,6 +286,7 @@ def retrain_top(
         eval_steps,
         validate_settings,
     )
+    from nas.trial_job import DataSpec
     from search_spaces import space_from_text
     from storage import open_storage, resolve_storage_url
 
