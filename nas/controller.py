@@ -182,9 +182,16 @@ def run_search(
     storage = None if storage_kind(url) == "sqlite" else connect()
     grid = None
     if sampler_name == "grid":
-        from search_spaces import space_distributions
+        from nas.strategies import GRID_MAX_POINTS
+        from search_spaces import space_grid_points
 
-        grid = space_distributions(space)
+        # The valid points of the space: a conditional parameter counts only where it is used.
+        grid = space_grid_points(space, max_points=GRID_MAX_POINTS)
+        if how.trials > len(grid):
+            raise GannasError(
+                f"--trials {how.trials} is more than the {len(grid)} points of the grid over "
+                f"space {space.name!r}; a grid search visits each once (use --trials {len(grid)})"
+            )
     cost_exponent = how.cost_exponent
     if cost_exponent is None:
         cost_exponent = getattr(search_defaults, "cost_exponent", None)
@@ -242,12 +249,14 @@ def run_search(
             space_yaml=space.to_yaml(),
         )
         existing = len(study.get_trials(deepcopy=False))
-        if existing and sampler_name != "evolution":
+        if existing and sampler_name not in ("evolution", "grid"):
             # A sampler's random draws follow one stream from its seed, so continuing with the
             # seed the study started with would replay the first trials' draws (the random
             # start-up trials, all of random search) and train those architectures again. A
             # continuation draws from a stream of its own, still determined by the seed and the
-            # study. (Evolution draws per trial number and continues exactly as it is.)
+            # study. (Evolution draws per trial number and continues exactly as it is; the
+            # grid's seed is its order of points, which a continuation must keep, since the
+            # points visited are read from the study.)
             study.sampler = sampler_seeded(continued_seed(what.seed, existing))
         if reference.extractor_identity is not None:
             check_feature_network(study, reference.extractor_identity)

@@ -48,7 +48,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from gannas.errors import GannasError
-from nas.samplers import RegularizedEvolutionSampler
+from nas.samplers import GridPointsSampler, RegularizedEvolutionSampler
 from nas.samplers.cost_model import TrialCostModel
 
 __all__ = [
@@ -104,7 +104,7 @@ anywhere near this many trials."""
 @dataclass(frozen=True, slots=True)
 class _SamplerOptions:
     seed: int | None
-    grid: Mapping[str, Any] | None
+    grid: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
     n_startup_trials: int
     cost_exponent: float = 0.0
 
@@ -236,6 +236,8 @@ def _evolution(opts: _SamplerOptions) -> BaseSampler:
 
 
 def _grid(opts: _SamplerOptions) -> BaseSampler:
+    if isinstance(opts.grid, Sequence) and not isinstance(opts.grid, (str, bytes)):
+        return _grid_of_points(opts.grid, opts.seed)
     if not opts.grid:
         raise GannasError(
             "the grid sampler needs a grid: a mapping of parameter name (e.g. generator.depth) "
@@ -250,6 +252,26 @@ def _grid(opts: _SamplerOptions) -> BaseSampler:
         )
     # The seed shuffles the order in which grid points are visited.
     return GridSampler(values, seed=opts.seed)
+
+
+def _grid_of_points(points: Sequence[Any], seed: int | None) -> BaseSampler:
+    if not points:
+        raise GannasError("the grid sampler needs a grid, but got an empty list of points")
+    if len(points) > GRID_MAX_POINTS:
+        raise GannasError(
+            f"the grid has {len(points)} points, more than the {GRID_MAX_POINTS} a grid search "
+            "can enumerate; use fewer values per parameter or another sampler (tpe, evolution)"
+        )
+    for point in points:
+        if not isinstance(point, Mapping):
+            raise GannasError(
+                f"a grid given as a list must list points (mappings of parameter name to value), "
+                f"but got {point!r}"
+            )
+        for name, value in point.items():
+            _grid_values(name, [value])  # the same value types as a product grid
+    # The seed shuffles the order in which grid points are visited.
+    return GridPointsSampler(points, seed=seed)
 
 
 _SAMPLERS: dict[str, Callable[[_SamplerOptions], BaseSampler]] = {
@@ -267,7 +289,7 @@ def make_sampler(
     *,
     seed: int | None,
     n_objectives: int = 1,
-    grid: Mapping[str, Any] | None = None,
+    grid: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     n_startup_trials: int | None = None,
     cost_exponent: float | None = None,
 ) -> BaseSampler:
@@ -284,6 +306,9 @@ def make_sampler(
     * ``grid``: every combination of ``grid``, a mapping of qualified parameter name to a list of
       values (an Optuna distribution or a ``{type: int|categorical|float, ...}`` spec with a
       finite number of values is enumerated). Every searched parameter must be in the grid.
+      ``grid`` may instead be a list of points, each a mapping of every parameter a trial
+      samples to its value (:func:`search_spaces.space_grid_points`, for conditional spaces):
+      each point is visited once (:class:`~nas.samplers.GridPointsSampler`).
 
     Args:
         name: The sampler's name.

@@ -22,6 +22,7 @@ from search_spaces._sampling import (
     sample_config,
     sample_values,
     space_distributions,
+    space_grid_points,
 )
 from search_spaces._schema import (
     OBJECTIVE_DIRECTIONS,
@@ -81,6 +82,7 @@ __all__ = [
     "sample_config",
     "sample_values",
     "space_distributions",
+    "space_grid_points",
     "Suggester",
     "RandomSuggester",
     "ArchConfig",

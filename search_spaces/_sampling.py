@@ -144,6 +144,49 @@ def sample_config(
     )
 
 
+def space_grid_points(space: SearchSpace, *, max_points: int | None = None) -> list[dict[str, Any]]:
+    """Every valid assignment of the space's searched parameters, by qualified name.
+
+    Unlike the product of :func:`space_distributions`, a conditional parameter appears only in
+    the points where its ``when:`` holds, so no two points sample the same configuration.
+    ``max_points`` stops the enumeration with :class:`SpaceError` once exceeded (a grid that
+    large is no grid search). A continuous float (no ``step``) raises :class:`SpaceError`.
+    """
+    values_of = space_distributions(space)
+    params = list(space.parameters())
+    points: list[dict[str, Any]] = []
+    sampled: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    point: dict[str, Any] = {}
+
+    def walk(i: int) -> None:
+        if max_points is not None and len(points) > max_points:
+            return
+        if i == len(params):
+            points.append(dict(point))
+            return
+        p = params[i]
+        if not p.param.is_active(sampled, p.section):
+            walk(i + 1)
+            return
+        if isinstance(p.param, FixedParam):
+            sampled[p.section][p.name] = p.param.value
+            walk(i + 1)
+        else:
+            for value in values_of[p.qualname]:
+                sampled[p.section][p.name] = point[p.qualname] = value
+                walk(i + 1)
+            del point[p.qualname]
+        del sampled[p.section][p.name]
+
+    walk(0)
+    if max_points is not None and len(points) > max_points:
+        raise SpaceError(
+            f"search space {space.name!r} has more than {max_points} grid points; use fewer "
+            "values per parameter or another sampler (tpe, evolution)"
+        )
+    return points
+
+
 def space_distributions(space: SearchSpace) -> dict[str, list[Any]]:
     """Every searched parameter's list of values by qualified name, e.g. for Optuna's GridSampler.
 

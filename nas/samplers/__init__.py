@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from nas.samplers.evolution import RegularizedEvolutionSampler
+from nas.samplers.grid_points import GridPointsSampler
 
-__all__ = ["RegularizedEvolutionSampler"]
+__all__ = ["GridPointsSampler", "RegularizedEvolutionSampler"]

@@ -342,3 +342,39 @@ def test_after_the_search_only_the_best_keep_checkpoints_trials_have_a_checkpoin
     # The last trial is pruned as well: before, it pruned before its own state was written
     # and so kept its checkpoint however it ranked.
     assert with_checkpoint == {t.number for t in ranked[:keep]}
+
+
+_CONDITIONAL_GRID = """\
+name: g
+family: dcgan
+generator:
+  depth: {type: int, low: 2, high: 3}
+training:
+  loss: {type: categorical, choices: [hinge, wgan_gp]}
+  gp_weight: {type: float, low: 5.0, high: 10.0, step: 5.0, when: {loss: wgan_gp}}
+"""
+
+
+def test_a_continued_grid_search_visits_every_point_of_a_conditional_space_once(
+    quick_search, storage_url, tmp_path
+):
+    space = tmp_path / "grid.yaml"
+    space.write_text(_CONDITIONAL_GRID)
+    what, how, where = quick_search(trials=4, sampler="grid", space=str(space), budget=4)
+    run_search(what, how, where)
+    # Continued: the same seed keeps the grid's order (it was reseeded, and visited points
+    # again), and gp_weight counts only with wgan_gp: 2 depths x (hinge | wgan_gp x 2) = 6.
+    run_search(what, dataclasses.replace(how, trials=6), where)
+    params = [t.params for t in _load(storage_url).get_trials()]
+    expected = [
+        {"generator.depth": d, "training.loss": "hinge"} for d in (2, 3)
+    ] + [
+        {"generator.depth": d, "training.loss": "wgan_gp", "training.gp_weight": w}
+        for d in (2, 3)
+        for w in (5.0, 10.0)
+    ]
+    assert sorted(params, key=str) == sorted(expected, key=str)
+
+    with pytest.raises(GannasError, match="--trials 7 is more than the 6 points of the grid"):
+        run_search(what, dataclasses.replace(how, trials=7), where)
+    assert len(_load(storage_url).get_trials()) == 6

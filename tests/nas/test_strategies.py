@@ -180,6 +180,40 @@ def test_grid_enumerates_every_point_once() -> None:
     assert set(seen) == expected
 
 
+def _grid_objective(trial: optuna.Trial) -> float:
+    loss = trial.suggest_categorical("training.loss", ["hinge", "wgan_gp"])
+    if loss == "wgan_gp":
+        trial.suggest_categorical("training.gp_weight", [5.0, 10.0])
+    return 0.0
+
+
+_POINTS = [
+    {"training.loss": "hinge"},
+    {"training.loss": "wgan_gp", "training.gp_weight": 5.0},
+    {"training.loss": "wgan_gp", "training.gp_weight": 10.0},
+]
+
+
+def test_a_grid_of_points_visits_each_once_and_continues_where_it_stopped() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, sampler=make_sampler("grid", seed=3, grid=_POINTS))
+    study.optimize(_grid_objective, n_trials=2)
+    # Continued by a new sampler (a new process) with the same seed: the third point, then stop.
+    again = optuna.load_study(
+        study_name=study.study_name, storage=storage, sampler=make_sampler("grid", seed=3, grid=_POINTS)
+    )
+    again.optimize(_grid_objective, n_trials=100)
+    assert sorted((t.params for t in again.trials), key=str) == sorted(_POINTS, key=str)
+
+
+def test_a_grid_of_points_matches_an_enqueued_retry_to_its_point() -> None:
+    study = optuna.create_study(sampler=make_sampler("grid", seed=0, grid=_POINTS))
+    study.enqueue_trial(_POINTS[2])  # as the controller retries a trial whose worker was lost
+    study.optimize(_grid_objective, n_trials=100)
+    assert [t.params for t in study.trials][0] == _POINTS[2]
+    assert sorted((t.params for t in study.trials), key=str) == sorted(_POINTS, key=str)
+
+
 def test_grid_enumerates_stepped_floats() -> None:
     grid = {"training.beta1": FloatDistribution(0.0, 0.5, step=0.25)}
     sampler = make_sampler("grid", seed=None, grid=grid)
@@ -200,6 +234,11 @@ def test_grid_enumerates_stepped_floats() -> None:
         ({"training.loss": "hinge"}, "must be a list"),
         ({"generator.depth": [2, [3]]}, "grid values must be"),
         ({"a": list(range(1000)), "b": list(range(1000))}, "more than"),
+        # a grid given as its points
+        ([], "needs a grid, but got an empty list of points"),
+        (["hinge"], "must list points"),
+        ([{"generator.depth": [2]}], "grid values must be"),
+        ([{"a": i} for i in range(100_001)], "more than"),
     ],
 )
 def test_grid_errors_name_the_problem(grid: Any, message: str) -> None:

@@ -18,6 +18,7 @@ from search_spaces import (
     sample_config,
     space_distributions,
     space_from_text,
+    space_grid_points,
 )
 
 SEEDS = range(200)
@@ -235,3 +236,36 @@ def test_space_distributions_for_a_grid(toy_family: object) -> None:
 def test_space_distributions_rejects_continuous_floats(toy_text: str) -> None:
     with pytest.raises(SpaceError, match=r"training\.lr_g: expected a discrete parameter"):
         space_distributions(space_from_text(toy_text))
+
+
+def test_grid_points_count_a_conditional_parameter_only_where_it_is_used(toy_family: object) -> None:
+    text = HEADER + (
+        "generator:\n"
+        "  depth: {type: int, low: 1, high: 2}\n"
+        "  norm: {type: categorical, choices: [batch, none]}\n"
+        "  activation: {type: categorical, choices: [relu, elu], when: {norm: none}}\n"
+        "  skip: {type: categorical, choices: [true, false], when: {activation: elu}}\n"
+        "  dropout: {type: fixed, value: 0.0, when: {norm: batch}}\n"
+    )
+    space = space_from_text(text)
+    points = space_grid_points(space)
+    # depth (2) x [batch | none+relu | none+elu+skip (2)] = 2 x 4; the product of every
+    # parameter's values would have 2 x 2 x 2 x 2 = 16 points, half of them duplicates.
+    assert len(points) == 8
+    assert len({json.dumps(p, sort_keys=True) for p in points}) == 8
+    for point in points:
+        assert ("generator.activation" in point) == (point["generator.norm"] == "none")
+        assert ("generator.skip" in point) == (point.get("generator.activation") == "elu")
+        assert "generator.dropout" not in point  # fixed: not searched
+        # Each point is exactly what a trial that suggests these values samples.
+        rng = RandomSuggester(0)
+        rng.params.update(point)
+        sample_config(space, rng, resolution=16, channels=1)
+        assert rng.params == point
+    with pytest.raises(SpaceError, match="more than 5 grid points"):
+        space_grid_points(space, max_points=5)
+
+
+def test_grid_points_reject_continuous_floats(toy_text: str) -> None:
+    with pytest.raises(SpaceError, match=r"training\.lr_g: expected a discrete parameter"):
+        space_grid_points(space_from_text(toy_text))
