@@ -210,7 +210,7 @@ def test_a_grid_of_points_matches_an_enqueued_retry_to_its_point() -> None:
     study = optuna.create_study(sampler=make_sampler("grid", seed=0, grid=_POINTS))
     study.enqueue_trial(_POINTS[2])  # as the controller retries a trial whose worker was lost
     study.optimize(_grid_objective, n_trials=100)
-    assert [t.params for t in study.trials][0] == _POINTS[2]
+    assert study.trials[0].params == _POINTS[2]
     assert sorted((t.params for t in study.trials), key=str) == sorted(_POINTS, key=str)
 
 
