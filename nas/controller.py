@@ -147,6 +147,10 @@ def run_search(
         )
 
     data = load_data(DataSpec(what.dataset, what.resolution, what.channels, what.data_root))
+    if len(data.images) < 2:
+        raise GannasError(
+            f"dataset {what.dataset!r} holds {len(data.images)} image; FID needs at least 2"
+        )
     channels = what.channels or data.channels
     data_spec = DataSpec(what.dataset, what.resolution, channels, what.data_root)
     real_samples = min(

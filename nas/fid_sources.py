@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
 from gannas.errors import DatasetError, GannasError
@@ -94,27 +93,6 @@ def source_kind(source: str) -> SourceKind:
     )
 
 
-def _native_resolution(source: str, kind: SourceKind) -> int:
-    """Side of the square the dataset loader would crop to, so that no resize happens."""
-    path = Path(source).expanduser()
-    if kind == "npz":
-        with np.load(path, allow_pickle=False) as archive:
-            key = "images" if "images" in archive.files else archive.files[0]
-            shape = archive[key].shape
-        if len(shape) == 4 and shape[-1] in (1, 3):
-            return int(min(shape[1], shape[2]))
-        return int(min(shape[-2], shape[-1]))
-    from PIL import Image
-
-    from trainers.datasets import IMAGE_EXTENSIONS
-
-    for candidate in sorted(path.rglob("*")):
-        if candidate.suffix.lower() in IMAGE_EXTENSIONS and candidate.is_file():
-            with Image.open(candidate) as img:
-                return int(min(img.size))
-    raise DatasetError(f"image folder {str(path)!r} contains no images")
-
-
 def compute_source_features(
     source: str,
     *,
@@ -150,7 +128,7 @@ def compute_source_features(
             probe = generator(torch.zeros(1, int(generator.latent_dim), device=device))
         return SourceFeatures(source, kind, f"generator:{source}", feats, num_samples, int(probe.shape[-1]))
 
-    from trainers.datasets import load_dataset
+    from trainers.datasets import load_dataset, native_resolution
 
     if kind == "dataset":
         if resolution is None:
@@ -167,9 +145,13 @@ def compute_source_features(
         pool = torch.from_numpy(stats.features)
         return SourceFeatures(source, kind, data.name, {"pool": pool}, stats.num_samples, resolution)
 
-    side = resolution if resolution is not None else _native_resolution(source, kind)
+    side = resolution if resolution is not None else native_resolution(source)
     data = load_dataset(source, resolution=side, download=download)
     images = metrics.select_samples(data.images, num_samples)
+    if images.shape[0] < 2:
+        raise DatasetError(
+            f"FID source {source!r} holds {images.shape[0]} image; FID needs at least 2 per source"
+        )
     feats = metrics.extract_features(extractor, images, batch_size=batch_size)
     return SourceFeatures(source, kind, data.name, feats, int(images.shape[0]), side)
 
@@ -239,8 +221,16 @@ def fid_between(
         if count is None and kinds[source] == "generator" and other is not None:
             count = other.num_samples
         side = resolution
-        if side is None and kinds[source] == "dataset" and other is not None:
-            side = other.resolution
+        if side is None and kinds[source] == "dataset":
+            partner = b if source == a else a
+            if other is not None:
+                side = other.resolution
+            elif kinds[partner] == "generator":
+                # Resolved after the dataset (it may borrow the dataset's count), but its
+                # resolution is in its arch.json.
+                from storage.checkpoints import read_arch
+
+                side = read_arch(partner).resolution
         resolved[source] = compute_source_features(
             source,
             extractor=extractor,

@@ -43,6 +43,7 @@ __all__ = [
     "METADATA_FILE",
     "WEIGHTS_FILE",
     "load_generator",
+    "read_arch",
     "read_metadata",
     "save_generator",
 ]
@@ -144,6 +145,29 @@ def save_generator(
     return out
 
 
+def read_arch(path: str | Path) -> ArchConfig:
+    """The architecture stored in checkpoint directory ``path``, without building it.
+
+    Checks the checkpoint's format and version first. Raises :class:`CheckpointError`.
+    """
+    from pydantic import ValidationError
+
+    from search_spaces.config import ArchConfig
+
+    root = _checkpoint_dir(path)
+    read_metadata(root)  # checks the format and version before building anything
+    arch_data = _read_json(root / ARCH_FILE)
+    try:
+        return ArchConfig.model_validate(arch_data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "<root>"
+        raise CheckpointError(
+            f"invalid {root / ARCH_FILE}: {where}: {first['msg']} ({exc.error_count()} error(s)); "
+            "expected an ArchConfig written by save_generator"
+        ) from None
+
+
 def load_generator(
     path: str | os.PathLike[str],
     *,
@@ -156,23 +180,9 @@ def load_generator(
     module exactly (same keys and shapes). Raises :class:`CheckpointError` for a missing, corrupt,
     unsafe (pickle) or mismatched checkpoint.
     """
-    from pydantic import ValidationError
-
-    from search_spaces.config import ArchConfig
-
     root = _checkpoint_dir(path)
     weights_path = root / WEIGHTS_FILE
-    read_metadata(root)  # checks the format and version before building anything
-    arch_data = _read_json(root / ARCH_FILE)
-    try:
-        arch = ArchConfig.model_validate(arch_data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise CheckpointError(
-            f"invalid {root / ARCH_FILE}: {where}: {first['msg']} ({exc.error_count()} error(s)); "
-            "expected an ArchConfig written by save_generator"
-        ) from None
+    arch = read_arch(root)
 
     if builder is None:
         from search_spaces import build_generator

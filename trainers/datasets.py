@@ -40,6 +40,7 @@ __all__ = [
     "default_data_root",
     "images_to_float",
     "load_dataset",
+    "native_resolution",
 ]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
@@ -248,9 +249,19 @@ def _array_to_nchw(data: Any, *, origin: str) -> torch.Tensor:
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
-def _load_folder(folder: Path, *, resolution: int, max_samples: int | None) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
+def native_resolution(spec: str) -> int:
+    """The side of the square a folder or .npz source is cropped to without resizing: the npz
+    images' smaller side, or that of a folder's first image (in the order :func:`load_dataset`
+    reads them). Raises :class:`DatasetError`, as :func:`load_dataset` does for the same source."""
+    kind, location = _resolve_spec(spec)
+    if location is not None and kind == "folder":
+        return min(_read_image(_image_files(location)[0]).size)
+    if location is not None and kind == "npz":
+        return int(min(_load_npz(location).shape[-2:]))
+    raise DatasetError(f"dataset {spec!r} has no native resolution; give one (--resolution)")
 
+
+def _image_files(folder: Path) -> list[Path]:
     files = sorted(
         (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
         key=lambda p: p.relative_to(folder).as_posix(),
@@ -260,6 +271,28 @@ def _load_folder(folder: Path, *, resolution: int, max_samples: int | None) -> t
             f"image folder {str(folder)!r} contains no images: expected files ending in "
             f"{', '.join(sorted(IMAGE_EXTENSIONS))} (searched recursively)"
         )
+    return files
+
+
+def _read_image(path: Path) -> Any:
+    """The decoded image at ``path`` as PIL ``L`` or ``RGB``."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("L" if img.mode in _GRAY_MODES else "RGB")
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        raise DatasetError(
+            f"cannot read image {str(path)!r}: {' '.join(str(exc).split())}; expected a "
+            f"readable {'/'.join(sorted(e[1:] for e in IMAGE_EXTENSIONS))} file"
+        ) from exc
+
+
+def _load_folder(folder: Path, *, resolution: int, max_samples: int | None) -> torch.Tensor:
+    from PIL import Image
+
+    files = _image_files(folder)
     if max_samples is not None:
         files = files[:max_samples]
 
@@ -267,15 +300,7 @@ def _load_folder(folder: Path, *, resolution: int, max_samples: int | None) -> t
     # sits in memory at full size; colour is decided over the whole set at the end.
     arrays: list[np.ndarray] = []
     for path in files:
-        try:
-            with Image.open(path) as img:
-                img.load()
-                converted = img.convert("L" if img.mode in _GRAY_MODES else "RGB")
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-            raise DatasetError(
-                f"cannot read image {str(path)!r}: {' '.join(str(exc).split())}; expected a "
-                f"readable {'/'.join(sorted(e[1:] for e in IMAGE_EXTENSIONS))} file"
-            ) from exc
+        converted = _read_image(path)
         square = _center_crop_pil(converted)
         if square.size != (resolution, resolution):
             # PIL's bilinear filter widens its support when shrinking, i.e. it is antialiased.

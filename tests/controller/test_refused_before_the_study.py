@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -63,6 +64,20 @@ def test_a_bad_option_is_refused_by_name_and_leaves_no_study(
     err = capsys.readouterr().err
     assert named in err and "internal error" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no database, no artifacts
+
+
+def test_a_dataset_of_one_image_is_refused_by_name_and_leaves_no_study(
+    tmp_path, tiny_extractor, capsys
+):
+    one = tmp_path / "data" / "one.npz"
+    one.parent.mkdir()
+    np.savez(one, images=np.zeros((1, 16, 16, 1), np.uint8))
+    db = tmp_path / "study.db"
+    # It was an "internal error" from the reference statistics.
+    assert main([*_search_args(db, tiny_extractor), "--dataset", str(one)]) == 2
+    err = capsys.readouterr().err
+    assert f"dataset '{one}' holds 1 image; FID needs at least 2" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
 def test_an_s3_artifact_store_without_boto3_is_refused_before_any_trial(

@@ -167,3 +167,37 @@ def test_exported_generator_source(tiny_extractor_path: Path, tiny_extractor, tm
         extract_features(tiny_extractor, real)["pool"], extract_features(tiny_extractor, fake)["pool"]
     )
     assert result.fid == pytest.approx(expected, rel=1e-5)
+
+    # Against a built-in dataset, which takes the generator's resolution (16) with or without
+    # --num-samples; with it, the dataset asked for a --resolution, "or compare it with a ...
+    # generator", although it was compared with one.
+    for count in (None, 30):
+        against_digits = fid_between(
+            "digits", str(out), extractor_path=str(tiny_extractor_path), num_samples=count, device="cpu"
+        )
+        assert against_digits.protocol["resolution"] == 16
+        assert against_digits.num_b == (count or against_digits.num_a)
+
+
+def test_unreadable_or_too_small_sources_are_dataset_errors(
+    tiny_extractor_path: Path, tmp_path: Path, sources
+) -> None:
+    """Each was an "internal error" in `gannas fid`; `gannas search --dataset` named them."""
+    from nas.fid_sources import fid_between
+
+    _, _, _, good = sources
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "b.png").write_text("x")
+    np.savez(tmp_path / "empty.npz")
+    (tmp_path / "fake.npz").write_text("hi")
+    np.savez(tmp_path / "one.npz", images=np.zeros((1, 16, 16, 3), np.uint8))
+    for bad, named in (
+        (junk, "cannot read image"),
+        (tmp_path / "empty.npz", "has arrays \\[\\] but no .images. key"),
+        (tmp_path / "fake.npz", "cannot read npz file"),
+        (tmp_path / "one.npz", "holds 1 image; FID needs at least 2"),
+    ):
+        for order in ((str(good), str(bad)), (str(bad), str(good))):
+            with pytest.raises(DatasetError, match=named):
+                fid_between(*order, extractor_path=str(tiny_extractor_path), device="cpu")
