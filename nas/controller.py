@@ -252,6 +252,13 @@ def run_search(
             identity=identity,
             space_yaml=space.to_yaml(),
         )
+        if where.artifacts:
+            from storage.artifacts import make_artifact_store
+
+            # Created with the study, not by the first trial that writes a file: `report` and
+            # `dashboard` refuse a missing store, and a search whose trials all failed before
+            # writing anything left none.
+            make_artifact_store(where.artifacts)
         existing = len(study.get_trials(deepcopy=False))
         if existing and sampler_name not in ("evolution", "grid"):
             # A sampler's random draws follow one stream from its seed, so continuing with the

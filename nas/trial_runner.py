@@ -183,14 +183,17 @@ def _execute_trial(job: TrialJob, reference: Any) -> dict[str, Any]:
         try:
             outcome = _train_and_score(job, reference, study, pruner, device, identity)
         except Exception as exc:  # an error in this architecture's training: FAIL, search goes on
-            from nas.executors import is_database_error
+            from nas.executors import describe_error, is_database_error
 
             if is_database_error(exc):
                 # The database, not the architecture, failed: leave the trial RUNNING for the
                 # controller to fail as lost (infra), so the architecture is retried.
                 raise
             log.error("trial %d raised:\n%s", job.trial_number, traceback.format_exc())
-            outcome = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+            # One line: torch's C++ errors carry their stack (frame #0: ... libc10.so) in the
+            # message, which the search's progress and `gannas trials` printed whole; the log
+            # above has it all.
+            outcome = {"status": "error", "reason": describe_error(exc)}
         summary.update(_record(job, study, outcome, identity))
         if job.artifacts and outcome["status"] == "completed":
             _prune_checkpoints(job, study)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import optuna
 import pytest
@@ -378,3 +379,35 @@ def test_a_continued_grid_search_visits_every_point_of_a_conditional_space_once(
     with pytest.raises(GannasError, match="--trials 7 is more than the 6 points of the grid"):
         run_search(what, dataclasses.replace(how, trials=7), where)
     assert len(_load(storage_url).get_trials()) == 6
+
+
+def test_a_search_whose_trials_all_fail_early_can_be_reported_and_keeps_reasons_to_one_line(
+    quick_search, storage_url, tmp_path, monkeypatch
+):
+    import trainers
+    from nas.cli import main
+
+    def train_that_cannot_allocate(*args, **kwargs):
+        # As torch's C++ errors read: the first line, then the native stack.
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory\n"
+            + "".join(f"frame #{i}: <unknown function> + 0x{i:x} (libc10.so)\n" for i in range(50))
+        )
+
+    monkeypatch.setattr(trainers, "train_gan", train_that_cannot_allocate)
+    what, how, where = quick_search(trials=2)
+    assert run_search(what, how, where).finished == 2
+    trials = _load(storage_url).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    for t in trials:
+        assert t.user_attrs[attrs.FAIL_REASON] == (
+            "RuntimeError: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not "
+            "enough memory"
+        )
+    # No trial wrote a file, yet the store exists: `report` refused "no artifact store at".
+    assert Path(where.artifacts).is_dir()
+    out = tmp_path / "report"
+    code = main(["report", "quick", "--storage", storage_url, "--artifacts", where.artifacts,
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0
+    assert "not enough memory" in (out / "index.html").read_text()
