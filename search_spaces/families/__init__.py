@@ -11,10 +11,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
+from typing import Annotated
+
+from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
+
+MAX_CHANNELS = 4096
+"""Largest width (channels) or latent size a family accepts. BigGAN's widest layer at 512x512
+has 1,536 channels; a value beyond this is a typo (a width of 10**23 validated, then failed every
+trial with an out-of-memory error), refused when the space is validated."""
+
+Channels = Annotated[int, Field(strict=True, ge=1, le=MAX_CHANNELS)]
+"""A layer's width or the latent size: a positive integer up to :data:`MAX_CHANNELS`."""
 
 
 @dataclass(frozen=True)

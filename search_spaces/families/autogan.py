@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from search_spaces.families import Family
+from search_spaces.families import Channels, Family
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -41,7 +41,6 @@ __all__ = [
 _PARAMS = ConfigDict(frozen=True, extra="forbid", strict=True, use_attribute_docstrings=True)
 
 # Constraints (strictness included) live in the types, as in the dcgan family.
-PositiveInt = Annotated[int, Field(strict=True, ge=1)]
 CellConv = Literal["pre", "post"]
 CellNorm = Literal["none", "batch", "instance"]
 CellUpsample = Literal["bilinear", "nearest", "deconv"]
@@ -55,9 +54,9 @@ class AutoGANGeneratorParams(BaseModel):
 
     model_config = _PARAMS
 
-    latent_dim: PositiveInt = 128
+    latent_dim: Channels = 128
     """Size of the latent code z."""
-    width: PositiveInt = 256
+    width: Channels = 256
     """Channels of every cell (AutoGAN's gf_dim)."""
 
     cell1_conv: CellConv = "pre"
@@ -96,7 +95,7 @@ class AutoGANDiscriminatorParams(BaseModel):
 
     depth: Annotated[int, Field(strict=True, ge=2, le=5)] = 4
     """Number of residual blocks; the first depth - 1 downsample while the map stays >= 4x4."""
-    width: PositiveInt = 128
+    width: Channels = 128
     """Channels of every block (AutoGAN's df_dim)."""
     downsample: Literal["avg_pool", "max_pool", "conv_stride"] = "avg_pool"
     """How a block halves its feature map (conv_stride: a learned 4x4 convolution, stride 2)."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from search_spaces.families import Family
+from search_spaces.families import Channels, Family
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -39,7 +39,6 @@ _PARAMS = ConfigDict(frozen=True, extra="forbid", strict=True, use_attribute_doc
 # Constraints (strictness included) live in the types, so a TypeAdapter of one field's
 # FieldInfo.rebuild_annotation() rejects what the model rejects: no "3" or True for an int.
 Depth = Annotated[int, Field(strict=True, ge=1, le=5)]
-PositiveInt = Annotated[int, Field(strict=True, ge=1)]
 
 
 class DCGANGeneratorParams(BaseModel):
@@ -47,11 +46,11 @@ class DCGANGeneratorParams(BaseModel):
 
     model_config = _PARAMS
 
-    latent_dim: PositiveInt = 100
+    latent_dim: Channels = 100
     """Size of the latent code z."""
     depth: Depth = 3
     """Number of x2 upsampling stages; the stem starts from a resolution / 2**depth square."""
-    base_width: PositiveInt = 64
+    base_width: Channels = 64
     """Channels of the last stage; stage i (from the input) has base_width * 2**(depth - 1 - i)."""
     kernel_size: Literal[3, 4, 5] = 4
     """Kernel size of the upsampling convolutions."""
@@ -70,7 +69,7 @@ class DCGANDiscriminatorParams(BaseModel):
 
     depth: Depth = 3
     """Number of stride-2 convolution stages."""
-    width: PositiveInt = 64
+    width: Channels = 64
     """Channels of the first stage; they double at each later stage."""
     spectral_norm: StrictBool = False
     """Spectral normalisation (Miyato et al. 2018) of every convolution and the linear layer."""

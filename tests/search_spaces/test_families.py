@@ -538,3 +538,31 @@ def test_families_and_builders_import_without_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("family", "section", "key"),
+    [
+        ("dcgan", "generator", "latent_dim"),
+        ("dcgan", "generator", "base_width"),
+        ("dcgan", "discriminator", "width"),
+        ("autogan", "generator", "latent_dim"),
+        ("autogan", "generator", "width"),
+        ("autogan", "discriminator", "width"),
+    ],
+)
+def test_widths_and_latent_sizes_are_bounded_when_the_space_is_validated(
+    family: str, section: str, key: str
+) -> None:
+    from gannas.errors import SpaceError
+    from search_spaces import space_from_text
+    from search_spaces.families import MAX_CHANNELS
+
+    def space(value: str) -> str:
+        return f"name: w\nfamily: {family}\n{section}:\n  {key}: {value}\n"
+
+    # A typo validated and then failed every trial (out of memory, a 50-line native stack).
+    for value in ("99999999999999999999999", f"{{type: int, low: 64, high: {MAX_CHANNELS + 1}}}"):
+        with pytest.raises(SpaceError, match=rf"{section}\.{key}(\.high)?: expected less than or equal to {MAX_CHANNELS}"):
+            space_from_text(space(value))
+    space_from_text(space(str(MAX_CHANNELS)))  # the bound itself is accepted
