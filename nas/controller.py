@@ -132,7 +132,7 @@ def run_search(
     """Run (or continue) a search until the study holds ``how.trials`` finished trials."""
     from nas.scoring import load_data
     from nas.strategies import make_sampler
-    from search_spaces import resolve_space, sample_config
+    from search_spaces import check_buildable, resolve_space, sample_config
     from storage import is_local_only, open_storage, redact_url, resolve_storage_url
     from storage.urls import storage_kind
 
@@ -152,6 +152,7 @@ def run_search(
             f"dataset {what.dataset!r} holds {len(data.images)} image; FID needs at least 2"
         )
     channels = what.channels or data.channels
+    check_buildable(space, resolution=what.resolution, channels=channels)
     data_spec = DataSpec(what.dataset, what.resolution, channels, what.data_root)
     real_samples = min(
         len(data.images), what.scoring.real_samples or max(what.scoring.fid_samples, 1000)

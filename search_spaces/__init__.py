@@ -19,6 +19,7 @@ from search_spaces._loader import (
 from search_spaces._sampling import (
     RandomSuggester,
     Suggester,
+    check_buildable,
     sample_config,
     sample_values,
     space_distributions,
@@ -82,6 +83,7 @@ __all__ = [
     "sample_config",
     "sample_values",
     "space_distributions",
+    "check_buildable",
     "space_grid_points",
     "Suggester",
     "RandomSuggester",

@@ -80,6 +80,28 @@ def test_a_dataset_of_one_image_is_refused_by_name_and_leaves_no_study(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
+@pytest.mark.parametrize(
+    "generator",
+    ["  depth: 5\n", "  depth: {type: int, low: 5, high: 5}\n"],
+)
+def test_a_space_no_trial_could_build_at_the_resolution_is_refused_and_leaves_no_study(
+    tmp_path, tiny_extractor, capsys, generator
+):
+    space = tmp_path / "spaces" / "deep.yaml"
+    space.parent.mkdir()
+    space.write_text("name: deep\nfamily: dcgan\ngenerator:\n" + generator)
+    db = tmp_path / "study.db"
+    # Before, every trial failed "invalid architecture" and the search ended with exit code 0.
+    assert main([*_search_args(db, tiny_extractor), "--space", str(space)]) == 2
+    err = capsys.readouterr().err
+    assert "none of 1000 random configurations of search space 'deep' can be built at " in err
+    assert "generator depth 5 needs a resolution divisible by 2**5" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spaces"]
+    # Depth 4 builds at 16x16: the same command searches.
+    space.write_text("name: deep\nfamily: dcgan\ngenerator:\n  depth: 4\n")
+    assert main([*_search_args(db, tiny_extractor), "--space", str(space)]) == 0
+
+
 def test_an_s3_artifact_store_without_boto3_is_refused_before_any_trial(
     tmp_path, tiny_extractor, capsys, monkeypatch
 ):
