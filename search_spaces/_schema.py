@@ -526,6 +526,14 @@ def _value_problem(model: type[BaseModel], name: str, value: Any) -> str | None:
 
 
 def _semantic_problems(space: SearchSpace) -> list[tuple[str, str]]:
+    problems = _parameter_problems(space)
+    problems.extend(_condition_problems(space))
+    problems.extend(_search_problems(space))
+    return problems
+
+
+def _parameter_problems(space: SearchSpace) -> list[tuple[str, str]]:
+    """Unknown families and parameters, and values the family's or training's models reject."""
     problems: list[tuple[str, str]] = []
     models: dict[str, type[BaseModel]] = {"training": TrainingConfig}
     families = known_families()
@@ -573,9 +581,36 @@ def _semantic_problems(space: SearchSpace) -> list[tuple[str, str]]:
             ):
                 problem += "; use `type: int` for an integer parameter"
             problems.append((p.qualname + suffix, problem))
-    problems.extend(_condition_problems(space))
-    problems.extend(_search_problems(space))
     return problems
+
+
+_PARAM_ADAPTER: TypeAdapter[Any] = TypeAdapter(Param)
+
+
+def _parameter_problems_of_the_rest(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """:func:`_parameter_problems` of the parameters that passed the structural validation, for a
+    file that failed it elsewhere.
+
+    pydantic checks a space against its family only once its structure is valid, so a file with
+    a mistyped range and a choice the family lacks reported the choice only after the range was
+    mended. Conditions and search settings are left out here: they may refer to what failed.
+    """
+    family = data.get("family")
+    if not isinstance(family, str):
+        return []
+    sections: dict[str, dict[str, Any]] = {}
+    for section in SECTIONS:
+        raw = data.get(section)
+        if not isinstance(raw, Mapping):
+            continue
+        sections[section] = {}
+        for name, value in raw.items():
+            try:
+                sections[section][name] = _PARAM_ADAPTER.validate_python(value)
+            except (ValidationError, SpaceError, RecursionError):
+                continue  # already reported by the structural validation
+    rest = SearchSpace.model_construct(name="", family=family, **sections)
+    return _parameter_problems(rest)
 
 
 def _condition_problems(space: SearchSpace) -> list[tuple[str, str]]:
@@ -788,6 +823,16 @@ def space_from_data(data: Any, *, source: str) -> SearchSpace:
     try:
         return SearchSpace.model_validate(data, context={"source": source})
     except ValidationError as err:
-        raise SpaceError(format_problems(source, validation_problems(err))) from None
+        problems = validation_problems(err)
+        try:
+            reported = {path for path, _ in problems}
+            problems += [
+                problem
+                for problem in _parameter_problems_of_the_rest(data)
+                if problem[0] not in reported
+            ]
+        except RecursionError:
+            pass
+        raise SpaceError(format_problems(source, problems)) from None
     except RecursionError:
         raise SpaceError(f"{source}: the document is nested too deeply") from None

@@ -466,3 +466,25 @@ def test_import_does_not_load_torch_or_families() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_structural_and_family_problems_are_reported_together(toy_family: object) -> None:
+    # A structural problem (a range, a type, an unknown key) used to hide the family's problems
+    # with the valid rest until it was mended: the file was fixed in rounds.
+    text = (
+        HEADER
+        + "foo: 1\n"
+        + "generator:\n"
+        + "  depth: {type: int, low: 4, high: 2}\n"
+        + "  norm: {type: categorical, choices: [batch, layer]}\n"
+        + "  kernel: {type: int, low: abc, high: 5}\n"
+        + "training:\n"
+        + "  nosuch: 3\n"
+    )
+    message = error_of(text)
+    assert "low <= high" in line_for(message, "generator.depth")
+    assert "expected an integer, found 'abc'" in line_for(message, "generator.kernel.low")
+    assert "unknown key 'foo'" in line_for(message, "foo")
+    assert "found 'layer'" in line_for(message, "generator.norm.choices[1]")
+    assert "unknown parameter 'nosuch'" in line_for(message, "training.nosuch")
+    assert len(message.splitlines()) == 5, message
