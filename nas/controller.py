@@ -38,6 +38,7 @@ from nas.study_state import (
     check_feature_network,
     count_finished,
     fail_trial,
+    is_finished,
     next_retry,
     open_study,
     recover_stale_trials,
@@ -70,6 +71,9 @@ class SearchAborted(GannasError):
     exit_code = 1
 
 
+LOST_STATE = "FAIL (lost worker)"
+"""How the summary names FAIL trials that lost their worker (see :class:`SearchSummary`)."""
+
 LOST_IN_A_ROW_MIN = 5
 """A search stops once this many trials in a row (or two per worker, if more) lost their worker
 with no trial finishing in between: an error that hits every trial (a worker that cannot import
@@ -97,6 +101,8 @@ class SearchSummary:
     target: int
     finished: int
     states: dict[str, int]
+    """Trials by Optuna state, except that FAIL trials which lost their worker (not finished,
+    retried) are counted under :data:`LOST_STATE`."""
     best_number: int | None
     best_value: float | None
     elapsed_s: float
@@ -544,7 +550,11 @@ def _summary(
     trials = study.get_trials(deepcopy=False)
     states: dict[str, int] = {}
     for t in trials:
-        states[t.state.name] = states.get(t.state.name, 0) + 1
+        # A trial that lost its worker is FAIL in Optuna but no verdict on its architecture: it
+        # does not count as finished and was retried, so it is named apart ("6/6 finished (FAIL
+        # 2, ...)" did not add up).
+        state = t.state.name if is_finished(t) or t.state != TrialState.FAIL else LOST_STATE
+        states[state] = states.get(state, 0) + 1
     best_number, best_value = _best(study)
     return SearchSummary(
         study_name=study.study_name,

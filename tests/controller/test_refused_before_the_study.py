@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from nas import attrs
 from nas.cli import main
-from nas.controller import SearchAborted, lost_in_a_row_limit, run_search
+from nas.controller import LOST_STATE, SearchAborted, lost_in_a_row_limit, run_search
 from nas.executors import Finished, Reference
 
 
@@ -234,6 +234,9 @@ def test_losses_below_the_limit_are_retried_and_the_search_finishes(quick_search
     executor = _DyingExecutor(storage_url, heal_after=lost_in_a_row_limit(1) - 1)
     summary = run_search(what, how, where, executor=executor)
     assert summary.finished == 3
+    # The lost trials are named apart; "3/3 finished (COMPLETE 3, FAIL 4)" did not add up.
+    lost = lost_in_a_row_limit(1) - 1
+    assert summary.states == {"COMPLETE": 3, LOST_STATE: lost}
 
 
 def test_the_limit_grows_with_the_workers():
