@@ -53,10 +53,14 @@ class FrontPoint:
 
 
 def objective_names(study: optuna.Study) -> list[str]:
-    """The study's objectives (``fid`` first), from its identity; ``objective_k`` if unknown."""
+    """The study's objectives (``fid`` first): Optuna's metric names (which gannas sets, and the
+    dashboard shows), else the study's identity; ``objective_k`` if unknown."""
+    n = len(study.directions)
+    metric_names = study.metric_names
+    if metric_names is not None and len(metric_names) == n:
+        return [str(name) for name in metric_names]
     identity = study.user_attrs.get(attrs.STUDY_IDENTITY) or {}
     names = list(identity.get("objectives") or [])
-    n = len(study.directions)
     if len(names) != n:
         names = ["fid"] + [f"objective_{k}" for k in range(1, n)]
     return names

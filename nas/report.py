@@ -118,11 +118,9 @@ def _fmt_seconds(value: object) -> str:
 
 
 def _objective_names(study: optuna.Study) -> list[str]:
-    names = study.metric_names
-    n = len(study.directions)
-    if names is not None and len(names) == n:
-        return [str(x) for x in names]
-    return ["value"] if n == 1 else [f"value {i}" for i in range(n)]
+    from nas.pareto import objective_names
+
+    return objective_names(study)
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -70,6 +71,14 @@ def open_study(
     if stored is None:
         study.set_user_attr(attrs.STUDY_IDENTITY, wanted)
         study.set_user_attr(attrs.STUDY_SPACE_YAML, space_yaml)
+        objectives = list(wanted.get("objectives") or [])
+        if len(objectives) == len(directions):
+            # optuna-dashboard and the report name the objectives ("fid", "params") instead of
+            # "Objective 0". Experimental in Optuna since 3.2; its warning would follow every new
+            # search, so it is silenced here alone.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(objectives)
     else:
         for key in sorted(set(stored) | set(wanted)):
             if stored.get(key) != wanted.get(key):

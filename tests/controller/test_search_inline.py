@@ -28,6 +28,7 @@ def test_search_records_everything_needed_to_rebuild_and_compare(quick_search, s
 
     assert summary.finished == 3
     study = _load(storage_url)
+    assert study.metric_names == ["fid"]  # the dashboard's and the report's objective name
     trials = study.get_trials()
     assert len(trials) == 3
     for t in trials:
@@ -410,4 +411,6 @@ def test_a_search_whose_trials_all_fail_early_can_be_reported_and_keeps_reasons_
     code = main(["report", "quick", "--storage", storage_url, "--artifacts", where.artifacts,
                  "--out", str(out)])  # fmt: skip
     assert code == 0
-    assert "not enough memory" in (out / "index.html").read_text()
+    page = (out / "index.html").read_text()
+    assert "not enough memory" in page
+    assert "Objectives: fid (minimize)" in page  # "value (minimize)" before

@@ -30,6 +30,7 @@ def test_fid_params_search_stores_both_values_and_pareto_prints_the_front(
 
     study = optuna.load_study(study_name="tiny", storage=storage_url)
     assert study.directions == [StudyDirection.MINIMIZE, StudyDirection.MINIMIZE]
+    assert study.metric_names == ["fid", "params"]
     done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
     assert len(done) >= 2
     for t in done:
