@@ -452,9 +452,10 @@ def fid(
         batch_size=batch_size,
         extractor_path=feature_extractor,
     )
-    for key, value in result.details().items():
+    details = result.details()
+    for key, value in details.items():
         typer.echo(f"{key}: {value}")
-    typer.echo(f"{result.fid:.6f}")
+    typer.echo(details["fid"])
 
 
 @app.command()

@@ -67,13 +67,20 @@ class MetricsResult:
             "weights_verified": self.protocol.get("weights_verified"),
         }
         if self.kid is not None:
-            out["kid"] = f"{self.kid:.6f} ± {self.kid_std:.6f}"
+            out["kid"] = f"{_six_places(self.kid)} ± {_six_places(self.kid_std)}"
         if self.inception_score_a is not None:
             out["inception_score_a"] = f"{self.inception_score_a:.4f}"
         if self.inception_score_b is not None:
             out["inception_score_b"] = f"{self.inception_score_b:.4f}"
-        out["fid"] = f"{self.fid:.6f}"
+        out["fid"] = _six_places(self.fid)
         return out
+
+
+def _six_places(value: float) -> str:
+    # KID's unbiased estimate (and a FID through rounding) can be a hair below zero; printed as
+    # "-0.000000" it reads as an error.
+    text = f"{value:.6f}"
+    return "0.000000" if text == "-0.000000" else text
 
 
 def source_kind(source: str) -> SourceKind:

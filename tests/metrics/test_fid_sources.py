@@ -201,3 +201,17 @@ def test_unreadable_or_too_small_sources_are_dataset_errors(
         for order in ((str(good), str(bad)), (str(bad), str(good))):
             with pytest.raises(DatasetError, match=named):
                 fid_between(*order, extractor_path=str(tiny_extractor_path), device="cpu")
+
+
+def test_a_hair_below_zero_prints_as_zero_not_minus_zero() -> None:
+    from nas.fid_sources import MetricsResult
+
+    result = MetricsResult(
+        fid=-1e-12, kid=-3e-9, kid_std=1e-9, inception_score_a=None, inception_score_b=None,
+        source_a="a", source_b="b", num_a=2, num_b=2,
+    )  # fmt: skip
+    details = result.details()
+    assert details["kid"] == "0.000000 ± 0.000000"
+    assert details["fid"] == "0.000000"
+    # A real negative KID estimate keeps its sign.
+    assert MetricsResult(**{**result.__dict__, "kid": -2e-4}).details()["kid"].startswith("-0.000200")
