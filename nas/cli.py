@@ -299,7 +299,8 @@ def trials_cmd(
     for r in rows:
         value = f"{r['value']:.4f}" if isinstance(r["value"], (int, float)) else "-"
         extra = f"  ({r['fail_reason']})" if r["fail_reason"] else ""
-        typer.echo(f"{r['number']:4d}  {r['state']:8s}  fid={value:>10s}  G={r['params_g']}{extra}")
+        sizes = f"G={r['params_g']}  D={r['params_d']}"
+        typer.echo(f"{r['number']:4d}  {r['state']:8s}  fid={value:>10s}  {sizes}{extra}")
 
 
 # --------------------------------------------------------------------------- dashboard

@@ -113,6 +113,11 @@ def test_search_inspect_export_sample_and_load_everywhere(
         assert isinstance(r["params_d"], int) and r["params_d"] > 0
         assert r["wall_time_s"] > 0
         assert r["protocol"]["num_fake"] == 48 and r["protocol"]["resolution"] == RESOLUTION
+    # trials: one line per trial with both networks' sizes, as the README says.
+    lines = _ok(gannas("trials", name, "--storage", url)).stdout.splitlines()
+    assert len(lines) == SEARCH_TRIALS
+    for line, r in zip(lines, rows, strict=True):
+        assert f"G={r['params_g']}  D={r['params_d']}" in line
     for r in complete:
         assert math.isfinite(r["fid"]) and r["fid"] == pytest.approx(r["value"])
     best = min(complete, key=lambda r: r["value"])
