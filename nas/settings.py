@@ -114,6 +114,30 @@ def validate_settings(what: WhatToSearch, how: HowToSearch, where: WhereToRun) -
         if not ok:
             raise GannasError(message)
 
+    # Types first: the Python API's dataclasses accept anything, and a comparison below with a
+    # string (resolution="sixteen") was a TypeError, an "internal error" at the CLI.
+    integers = {
+        "trials": how.trials, "max_retries": how.max_retries, "budget": what.budget,
+        "eval_points": what.eval_points, "resolution": what.resolution,
+        "fid_samples": what.scoring.fid_samples, "workers": where.workers,
+        "keep_checkpoints": where.keep_checkpoints,
+        "heartbeat_interval": where.heartbeat_interval, "grace_period": where.grace_period,
+    }  # fmt: skip
+    optional = {"channels": what.channels, "real_samples": what.scoring.real_samples}
+    for name, value in [*integers.items(), *((k, v) for k, v in optional.items() if v is not None)]:
+        need(
+            isinstance(value, int) and not isinstance(value, bool),
+            f"--{name.replace('_', '-')} must be an integer, got {value!r}",
+        )
+    numbers = {"cpus_per_trial": where.cpus_per_trial, "gpus_per_trial": where.gpus_per_trial,
+               "cost_exponent": how.cost_exponent}  # fmt: skip
+    for name, value in numbers.items():
+        optional_number = name != "cpus_per_trial" and value is None
+        need(
+            optional_number or (isinstance(value, (int, float)) and not isinstance(value, bool)),
+            f"--{name.replace('_', '-')} must be a number, got {value!r}",
+        )
+
     need(how.trials >= 1, f"--trials must be at least 1, got {how.trials}")
     need(what.budget >= 1, f"--budget must be at least 1 generator step, got {what.budget}")
     need(what.eval_points >= 1, f"--eval-points must be at least 1, got {what.eval_points}")

@@ -8,7 +8,8 @@ what was expected and what was found.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -55,12 +56,32 @@ def _params(
         raise SpaceError(_validation_message(section, family.name, model, error)) from None
 
 
-def validate_arch(cfg: ArchConfig) -> tuple[BaseModel, BaseModel]:
+def _as_arch(cfg: ArchConfig | Mapping[str, Any]) -> ArchConfig:
+    """``cfg``, or a mapping (an ``arch.json`` as read by ``json.load``) validated into one."""
+    if isinstance(cfg, ArchConfig):
+        return cfg
+    if isinstance(cfg, Mapping):
+        try:
+            return ArchConfig.model_validate(cfg)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "<root>"
+            raise SpaceError(
+                f"invalid architecture: {where}: {first['msg']} ({error.error_count()} error(s))"
+            ) from None
+    raise SpaceError(
+        f"expected an ArchConfig or the mapping of an arch.json, got {type(cfg).__name__}"
+    )
+
+
+def validate_arch(cfg: ArchConfig | Mapping[str, Any]) -> tuple[BaseModel, BaseModel]:
     """The validated generator and discriminator parameters of ``cfg``, without importing torch.
 
-    Raises :class:`SpaceError` for an unknown family, an unknown or invalid parameter, or a
-    generator/discriminator that cannot be built at ``cfg.resolution``.
+    ``cfg`` may also be the mapping of an ``arch.json``. Raises :class:`SpaceError` for an
+    unknown family, an unknown or invalid parameter, or a generator/discriminator that cannot be
+    built at ``cfg.resolution``.
     """
+    cfg = _as_arch(cfg)
     family = _family(cfg)
     params_g = _params("generator", family, family.generator_params, cfg.generator)
     params_d = _params("discriminator", family, family.discriminator_params, cfg.discriminator)
@@ -73,17 +94,20 @@ def validate_arch(cfg: ArchConfig) -> tuple[BaseModel, BaseModel]:
     return params_g, params_d
 
 
-def build_generator(cfg: ArchConfig) -> nn.Module:
+def build_generator(cfg: ArchConfig | Mapping[str, Any]) -> nn.Module:
     """The generator of ``cfg``: ``z (N, latent_dim) -> (N, channels, R, R)`` in ``[-1, 1]``.
 
-    The module has an int attribute ``latent_dim``.
+    The module has an int attribute ``latent_dim``. ``cfg`` may also be the mapping of an
+    ``arch.json``.
     """
+    cfg = _as_arch(cfg)
     params_g, _ = validate_arch(cfg)
     return _family(cfg).build_generator(params_g, cfg.resolution, cfg.channels)
 
 
-def build_discriminator(cfg: ArchConfig) -> nn.Module:
+def build_discriminator(cfg: ArchConfig | Mapping[str, Any]) -> nn.Module:
     """The discriminator of ``cfg``: ``x (N, channels, R, R) -> (N,)`` raw scores."""
+    cfg = _as_arch(cfg)
     _, params_d = validate_arch(cfg)
     return _family(cfg).build_discriminator(params_d, cfg.resolution, cfg.channels)
 

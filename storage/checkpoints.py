@@ -199,7 +199,13 @@ def load_generator(
     state = _load_safetensors(weights_path)
     _check_state_matches(module, state, weights_path)
     module.load_state_dict(state, strict=True)
-    return module.to(device).eval()
+    try:
+        return module.to(device).eval()
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        # torch's own words for a device this machine lacks ("Found no NVIDIA driver ...",
+        # "Torch not compiled with CUDA enabled"), named as the checkpoint's device problem.
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise CheckpointError(f"cannot load the generator onto device {str(device)!r}: {first}") from None
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -348,6 +354,10 @@ def _move_into_place(tmp: Path, out: Path, *, overwrite: bool) -> None:
 
 
 def _checkpoint_dir(path: str | os.PathLike[str]) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(
+            f"expected the path of a checkpoint directory (str or Path), got {path!r}"
+        )
     root = Path(path).expanduser()
     if root.is_file():
         if root.suffix.lower() in PICKLE_SUFFIXES:
@@ -358,6 +368,8 @@ def _checkpoint_dir(path: str | os.PathLike[str]) -> Path:
         )
     if not root.is_dir():
         raise CheckpointError(f"checkpoint directory {root} does not exist")
+    if (root / WEIGHTS_FILE).exists() and not (root / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"{root / WEIGHTS_FILE} is not a file; expected the weights file")
     if not (root / WEIGHTS_FILE).is_file():
         pickles = sorted(p for p in root.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
         if pickles:

@@ -242,3 +242,29 @@ def test_losses_below_the_limit_are_retried_and_the_search_finishes(quick_search
 def test_the_limit_grows_with_the_workers():
     assert lost_in_a_row_limit(1) == 5
     assert lost_in_a_row_limit(16) == 32
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("resolution", "sixteen", "--resolution must be an integer, got 'sixteen'"),
+        ("budget", 4.5, "--budget must be an integer, got 4.5"),
+        ("trials", True, "--trials must be an integer, got True"),
+        ("cpus_per_trial", "2", "--cpus-per-trial must be a number, got '2'"),
+    ],
+)
+def test_the_python_api_names_a_setting_of_the_wrong_type(
+    quick_search, storage_url, field, value, named
+):
+    import dataclasses
+
+    from gannas.errors import GannasError
+
+    what, how, where = quick_search(trials=1)
+    for settings in (what, how, where):
+        if field in {f.name for f in dataclasses.fields(settings)}:
+            # (a frozen dataclass takes any value; it was a TypeError from a comparison)
+            object.__setattr__(settings, field, value)
+    with pytest.raises(GannasError, match=named):
+        run_search(what, how, where)
+    assert optuna.get_all_study_names(storage=storage_url) == []

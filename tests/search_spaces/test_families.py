@@ -566,3 +566,26 @@ def test_widths_and_latent_sizes_are_bounded_when_the_space_is_validated(
         with pytest.raises(SpaceError, match=rf"{section}\.{key}(\.high)?: expected less than or equal to {MAX_CHANNELS}"):
             space_from_text(space(value))
     space_from_text(space(str(MAX_CHANNELS)))  # the bound itself is accepted
+
+
+def test_builders_take_the_mapping_of_an_arch_json_too() -> None:
+    import json
+
+    from gannas.errors import SpaceError
+    from search_spaces import RandomSuggester, build_discriminator, build_generator, count_parameters
+    from search_spaces import resolve_space, sample_config
+
+    cfg = sample_config(resolve_space("dcgan"), RandomSuggester(0), resolution=16, channels=1)
+    data = json.loads(json.dumps(cfg.to_json_dict()))  # as json.load(open("arch.json")) gives it
+    torch.manual_seed(0)
+    from_mapping = build_generator(data)
+    torch.manual_seed(0)
+    from_config = build_generator(cfg)
+    assert count_parameters(from_mapping) == count_parameters(from_config)
+    assert all(torch.equal(a, b) for a, b in zip(from_mapping.state_dict().values(), from_config.state_dict().values(), strict=True))
+    assert count_parameters(build_discriminator(data)) > 0
+    # It was "AttributeError: 'dict' object has no attribute 'family'".
+    with pytest.raises(SpaceError, match="invalid architecture: resolution"):
+        build_generator({**data, "resolution": "sixteen"})
+    with pytest.raises(SpaceError, match="expected an ArchConfig or the mapping of an arch.json, got int"):
+        build_generator(3)  # type: ignore[arg-type]

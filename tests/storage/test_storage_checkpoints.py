@@ -253,6 +253,25 @@ def test_missing_files(exported: Path) -> None:
         load_generator(exported, builder=tiny_builder)
 
 
+def test_a_weights_path_that_is_a_directory_is_named_as_such(exported: Path) -> None:
+    (exported / "generator.safetensors").unlink()
+    (exported / "generator.safetensors").mkdir()
+    with pytest.raises(CheckpointError, match=r"generator\.safetensors is not a file"):
+        load_generator(exported, builder=tiny_builder)
+
+
+@pytest.mark.parametrize("path", [None, 42])
+def test_a_path_of_the_wrong_type_is_a_checkpoint_error(path: object) -> None:
+    with pytest.raises(CheckpointError, match="expected the path of a checkpoint directory"):
+        load_generator(path, builder=tiny_builder)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_this_machine_lacks_is_a_checkpoint_error(exported: Path) -> None:
+    with pytest.raises(CheckpointError, match="cannot load the generator onto device 'cuda'"):
+        load_generator(exported, builder=tiny_builder, device="cuda")
+
+
 def test_missing_metadata(exported: Path) -> None:
     (exported / "metadata.json").unlink()
     with pytest.raises(CheckpointError, match=r"metadata\.json is missing"):
