@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from gannas.errors import SpaceError
-from search_spaces.config import ArchConfig
+from search_spaces.config import ArchConfig, first_problem
 from search_spaces.families import FAMILIES, Family
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,11 +64,7 @@ def _as_arch(cfg: ArchConfig | Mapping[str, Any]) -> ArchConfig:
         try:
             return ArchConfig.model_validate(cfg)
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "<root>"
-            raise SpaceError(
-                f"invalid architecture: {where}: {first['msg']} ({error.error_count()} error(s))"
-            ) from None
+            raise SpaceError(f"invalid architecture: {first_problem(error)}") from None
     raise SpaceError(
         f"expected an ArchConfig or the mapping of an arch.json, got {type(cfg).__name__}"
     )

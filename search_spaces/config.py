@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
 
 class TrainingConfig(BaseModel):
@@ -44,3 +44,11 @@ class ArchConfig(BaseModel):
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def first_problem(error: ValidationError) -> str:
+    """``where: what (n error(s))`` for the first problem of an :class:`ArchConfig` validation,
+    as messages about a stored or given architecture quote it."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "<root>"
+    return f"{where}: {first['msg']} ({error.error_count()} error(s))"

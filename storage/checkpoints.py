@@ -152,7 +152,7 @@ def read_arch(path: str | Path) -> ArchConfig:
     """
     from pydantic import ValidationError
 
-    from search_spaces.config import ArchConfig
+    from search_spaces.config import ArchConfig, first_problem
 
     root = _checkpoint_dir(path)
     read_metadata(root)  # checks the format and version before building anything
@@ -160,11 +160,9 @@ def read_arch(path: str | Path) -> ArchConfig:
     try:
         return ArchConfig.model_validate(arch_data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "<root>"
         raise CheckpointError(
-            f"invalid {root / ARCH_FILE}: {where}: {first['msg']} ({exc.error_count()} error(s)); "
-            "expected an ArchConfig written by save_generator"
+            f"invalid {root / ARCH_FILE}: {first_problem(exc)}; expected an ArchConfig written "
+            "by save_generator"
         ) from None
 
 
