@@ -331,7 +331,7 @@ def test_after_the_search_only_the_best_keep_checkpoints_trials_have_a_checkpoin
         trial_artifacts,
     )
 
-    what, how, where = quick_search(trials=3, keep_checkpoints=keep)
+    what, how, where = quick_search(trials=3, keep_checkpoints=keep, budget=4)
     run_search(what, how, where)
     study = _load(storage_url)
     ranked = rank_completed_trials(study)
