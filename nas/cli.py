@@ -485,7 +485,7 @@ def report(
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except GannasError as exc:
         _echo_err(str(exc))
         return exc.exit_code
@@ -505,6 +505,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _echo_err(f"internal error: {type(exc).__name__}: {exc} (set GANNAS_DEBUG=1 for a traceback)")
         return 1
+    # Without standalone mode the parser returns, not raises, the code of an exit it handled
+    # itself: typer turns a Ctrl-C that it catches (during a search's start-up, before the
+    # trial loop) into 130. Ignoring it made an aborted command exit 0, silently.
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        if code == 130:
+            _echo_err("interrupted")
+        return code
     return 0
 
 

@@ -268,3 +268,20 @@ def test_the_python_api_names_a_setting_of_the_wrong_type(
     with pytest.raises(GannasError, match=named):
         run_search(what, how, where)
     assert optuna.get_all_study_names(storage=storage_url) == []
+
+
+def test_ctrl_c_during_start_up_exits_130_and_says_so(
+    tmp_path, tiny_extractor, capsys, monkeypatch
+):
+    from nas import executors
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt  # as a Ctrl-C while the reference statistics are computed
+
+    monkeypatch.setattr(executors.InlineExecutor, "compute_reference", interrupted)
+    db = tmp_path / "study.db"
+    # It exited 0 with nothing printed: typer returned its 130, which main ignored, so
+    # `gannas search ... && gannas export ...` went on after the user aborted.
+    assert main(_search_args(db, tiny_extractor)) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
