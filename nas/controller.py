@@ -599,6 +599,9 @@ class _Loop:
     """Trials whose worker was lost since the last trial that finished (any state)."""
     _last_loss: str = ""
     """Why the last lost trial was lost, for the message that stops the search."""
+    _preparing: int | None = None
+    """The trial being prepared, from its creation until it is submitted or in :attr:`_ready`: a
+    Ctrl-C in between left it RUNNING, though the message said every trial was marked."""
     _fresh: list[int] = field(default_factory=list)
     """Ids of trials created for this turn's free workers and not prepared yet. Not in
     :meth:`_ours` (nor counted against the target) until prepared: the turn's fill loop runs until
@@ -656,7 +659,7 @@ class _Loop:
                     if job is None:
                         finished += 1
                         continue
-                    self._ready.append(job)
+                    self._keep_ready(job)
                     # A worker that freed up while this trial was prepared gets a trial now, not
                     # after the rest of the turn. Its end changes the counts, so the turn ends.
                     done = self.executor.wait(timeout=0)
@@ -749,13 +752,25 @@ class _Loop:
 
     def _submit(self, job: TrialJob) -> None:
         self.executor.submit(job, self.reference)
+        self._prepared(job)
         log.info("trial %d dispatched", job.trial_number)
+
+    def _keep_ready(self, job: TrialJob) -> None:
+        self._ready.append(job)
+        self._prepared(job)
+
+    def _prepared(self, job: TrialJob) -> None:
+        if self._preparing == job.trial_id:
+            self._preparing = None
 
     def _submit_ready(self) -> int:
         """Hand prepared trials to workers that have become free; how many were submitted."""
         submitted = 0
         while self._ready and len(self.executor.running()) < self.workers:
-            self._submit(self._ready.pop(0))
+            # Submitted, then removed: a Ctrl-C in between finds the trial in one list or both
+            # (failing it twice is harmless), never in neither.
+            self._submit(self._ready[0])
+            self._ready.pop(0)
             submitted += 1
         return submitted
 
@@ -798,10 +813,12 @@ class _Loop:
                 f"retrying the architecture of trial {retry.number} (attempt {attempt})"
             )
         if fresh and not waiting:
+            self._preparing = fresh[0]
             trial = _db(optuna.Trial, self.study, fresh[0])
             fresh.pop(0)
         else:
             trial = self._ask(waiting=waiting)
+            self._preparing = trial._trial_id
         buffer = _ParamBuffer(trial.storage)
         trial.storage = buffer  # parameter writes wait for _write_dispatch (one commit, not N)
         try:
@@ -820,6 +837,7 @@ class _Loop:
                 reason=f"invalid architecture: {exc}",
             )
             self.progress.on_message(f"trial {trial.number}: invalid architecture: {exc}")
+            self._preparing = None  # told FAIL already
             return None
         finally:
             trial.storage = buffer.storage
@@ -870,7 +888,9 @@ class _Loop:
     def _interrupt(self, reason: str = "interrupted by the user (Ctrl-C)") -> None:
         ready, self._ready = self._ready, []
         fresh, self._fresh = self._fresh, []
-        for trial_id in [job.trial_id for job in [*self.executor.cancel_all(), *ready]] + fresh:
+        preparing = [] if self._preparing is None else [self._preparing]
+        jobs = [*self.executor.cancel_all(), *ready]
+        for trial_id in dict.fromkeys([job.trial_id for job in jobs] + fresh + preparing):
             fail_trial(
                 self.storage,
                 trial_id,

@@ -321,6 +321,32 @@ def test_ctrl_c_during_an_inline_trial_marks_it_interrupted_not_running(
     assert trials[1].user_attrs[attrs.FAIL_KIND] == attrs.FAIL_KIND_INFRA
 
 
+def test_ctrl_c_while_a_trial_is_prepared_marks_it_interrupted_not_running(
+    quick_search, storage_url, monkeypatch
+):
+    import search_spaces
+    from nas.controller import SearchInterrupted
+
+    real = search_spaces.sample_config
+    calls = []
+
+    def interrupted_on_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C after trial 1 was created, before it was dispatched
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search_spaces, "sample_config", interrupted_on_the_second)
+    what, how, where = quick_search(trials=3)
+    with pytest.raises(SearchInterrupted):
+        run_search(what, how, where)
+    trials = optuna.load_study(study_name=how.study, storage=storage_url).get_trials()
+    # Trial 1 stayed RUNNING (a Ray search left one so in 2 of 13 Ctrl-Cs); the next run waited
+    # out the grace period and took it for a lost worker.
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert trials[1].user_attrs[attrs.STATUS] == "interrupted"
+
+
 @pytest.mark.parametrize("keep", [0, 1])
 def test_after_the_search_only_the_best_keep_checkpoints_trials_have_a_checkpoint(
     quick_search, storage_url, keep
