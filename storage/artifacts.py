@@ -416,7 +416,10 @@ def prune_checkpoints(
     source of truth and :func:`trial_artifacts` hides the deleted files. Safe to call after every
     finished trial; already-deleted files are skipped.
     """
+    from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
     from optuna.artifacts.exceptions import ArtifactNotFound
+
+    from storage.rdb_rows import delete_trial_system_attrs
 
     if isinstance(keep_best, bool) or not isinstance(keep_best, int) or keep_best < 0:
         raise StorageError(f"keep_best must be an integer >= 0, got {keep_best!r}")
@@ -443,6 +446,14 @@ def prune_checkpoints(
                 "artifact_ids": [m.artifact_id for m in checkpoints],
                 "filenames": [m.filename for m in checkpoints],
             },
+        )
+        # After the record above, which hides them from trial_artifacts on any storage: on a
+        # database the listing itself goes too, so optuna-dashboard no longer offers files that
+        # are gone (it answered their download with HTTP 500).
+        delete_trial_system_attrs(
+            study._storage,
+            trial._trial_id,
+            [ARTIFACTS_ATTR_PREFIX + m.artifact_id for m in checkpoints],
         )
         pruned.append(trial.number)
     return pruned

@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["finish_trial", "rdb_backend", "set_user_attrs"]
+__all__ = ["delete_trial_system_attrs", "finish_trial", "rdb_backend", "set_user_attrs"]
 
 _HELPERS = (
     "_set_trial_attr_without_commit",
@@ -64,6 +64,32 @@ def set_user_attrs(storage: Any, trial_id: int, values: Mapping[str, Any]) -> No
                 )
 
     call_with_retries(write)
+
+
+def delete_trial_system_attrs(storage: Any, trial_id: int, keys: Sequence[str]) -> bool:
+    """Delete system attributes of a trial, also of a finished one; False where the storage is
+    not an RDB (Optuna has no public call for this: a finished trial's attributes are fixed).
+
+    Used for the metadata of deleted artifacts, which optuna-dashboard would otherwise list and
+    fail to serve (HTTP 500).
+    """
+    from storage.retry import call_with_retries
+
+    rdb = rdb_backend(storage)
+    if rdb is None or not keys:
+        return False
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    def delete() -> None:
+        with _create_scoped_session(rdb.scoped_session, True) as session:
+            model = models.TrialSystemAttributeModel
+            session.query(model).filter(
+                model.trial_id == trial_id, model.key.in_(list(keys))
+            ).delete(synchronize_session=False)
+
+    call_with_retries(delete)
+    return True
 
 
 def finish_trial(

@@ -278,6 +278,12 @@ def test_prune_keeps_only_the_best_n_checkpoints_single_objective(tmp_path: Path
     names = sorted(m.filename for m in trial_artifacts(study, study.trials[0]))
     assert names == ["metadata.json", sample_filename(1)]
     assert prune_checkpoints(study, store, keep_best=2) == []  # idempotent
+    # Read afresh, as optuna-dashboard does: the deleted checkpoints are no longer listed (it
+    # listed them and answered their download with HTTP 500).
+    fresh = optuna.load_study(study_name=study.study_name, storage=_sqlite(tmp_path))
+    for trial in fresh.trials:
+        listed = {m.filename for m in get_all_artifact_meta(trial, storage=fresh._storage)}
+        assert ("generator.safetensors" in listed) == (trial.number in {5, 1, running.number})
 
     # Disk stays bounded as the search goes on: a new best pushes trial 1 out.
     study.tell(running, 1.0)
