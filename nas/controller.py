@@ -247,6 +247,16 @@ def run_search(
         gpus_per_trial=gpus,
     )
     try:
+        capacity = executor.capacity() if hasattr(executor, "capacity") else None
+        if capacity is not None and where.workers > capacity:
+            # Not refused: an autoscaling cluster grows. But the extra trials wait in Ray's
+            # queue while the study already shows them RUNNING.
+            progress.on_message(
+                f"warning: --workers {where.workers}, but the Ray cluster runs {capacity} "
+                f"trial(s) at once with --cpus-per-trial {where.cpus_per_trial:g}"
+                + (f" and --gpus-per-trial {gpus:g}" if gpus else "")
+                + "; the others wait in Ray's queue, shown as running"
+            )
         progress.on_message("computing reference statistics of the real data (cached on disk)")
         reference = executor.compute_reference(score, where.device)
         if storage is None:

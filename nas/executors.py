@@ -168,7 +168,17 @@ class RayExecutor:
         self._trial = ray.remote(_trial_task).options(**options)
         self._reference = ray.remote(_reference_task).options(**options)
         self._pending: dict[Any, TrialJob] = {}
+        self._per_trial = (cpus_per_trial, gpus_per_trial)
         self._check_capacity(cpus_per_trial, gpus_per_trial)
+
+    def capacity(self) -> int:
+        """How many trials the cluster's resources run at once now (more wait in Ray's queue)."""
+        cpus, gpus = self._per_trial
+        total = self._ray.cluster_resources()
+        fits = [math.floor(total.get("CPU", 0) / cpus + 1e-9)] if cpus > 0 else []
+        if gpus > 0:
+            fits.append(math.floor(total.get("GPU", 0) / gpus + 1e-9))
+        return min(fits) if fits else 0
 
     def _check_capacity(self, cpus: float, gpus: float) -> None:
         total = self._ray.cluster_resources()

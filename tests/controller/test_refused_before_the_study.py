@@ -285,3 +285,41 @@ def test_ctrl_c_during_start_up_exits_130_and_says_so(
     assert main(_search_args(db, tiny_extractor)) == 130
     assert "interrupted" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_more_workers_than_the_cluster_runs_at_once_is_said_before_the_search(
+    quick_search, storage_url
+):
+    from nas.controller import SearchProgress
+    from nas.executors import InlineExecutor
+
+    class TwoSlots(InlineExecutor):
+        def capacity(self) -> int:
+            return 2
+
+    messages: list[str] = []
+    what, how, where = quick_search(trials=1, workers=4, budget=4)
+    run_search(
+        what, how, where, executor=TwoSlots(), progress=SearchProgress(on_message=messages.append)
+    )
+    # The progress said "running 4" while two trials waited in Ray's queue, with no word why.
+    assert any(
+        m.startswith("warning: --workers 4, but the Ray cluster runs 2 trial(s) at once")
+        for m in messages
+    ), messages
+
+
+def test_the_ray_executor_counts_the_trials_its_cluster_runs_at_once():
+    from nas.executors import RayExecutor
+
+    executor = object.__new__(RayExecutor)  # no cluster: only its resources are read
+
+    class Cluster:
+        @staticmethod
+        def cluster_resources() -> dict[str, float]:
+            return {"CPU": 16.0, "GPU": 2.0}
+
+    executor._ray = Cluster()
+    for per_trial, expected in (((1.0, 0.0), 16), ((3.0, 0.0), 5), ((1.0, 0.5), 4), ((0.5, 1.0), 2)):
+        executor._per_trial = per_trial
+        assert executor.capacity() == expected, per_trial
