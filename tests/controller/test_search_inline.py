@@ -56,7 +56,7 @@ def test_search_records_everything_needed_to_rebuild_and_compare(quick_search, s
 
 
 def test_running_again_continues_and_never_duplicates(quick_search, storage_url):
-    what, how, where = quick_search(trials=2)
+    what, how, where = quick_search(trials=2, budget=4)
     run_search(what, how, where)
     first = [(t.number, t.params) for t in _load(storage_url).get_trials()]
 
@@ -77,7 +77,7 @@ def test_running_again_continues_and_never_duplicates(quick_search, storage_url)
 
 
 def test_a_new_study_with_the_same_seed_draws_the_same_architectures(quick_search, storage_url):
-    what, how, where = quick_search(trials=2, study="a")
+    what, how, where = quick_search(trials=2, study="a", budget=4)
     run_search(what, how, where)
     run_search(what, dataclasses.replace(how, study="b"), where)
     a, b = (optuna.load_study(study_name=n, storage=storage_url).get_trials() for n in "ab")
@@ -337,7 +337,7 @@ def test_ctrl_c_while_a_trial_is_prepared_marks_it_interrupted_not_running(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(search_spaces, "sample_config", interrupted_on_the_second)
-    what, how, where = quick_search(trials=3)
+    what, how, where = quick_search(trials=2, budget=4)
     with pytest.raises(SearchInterrupted):
         run_search(what, how, where)
     trials = optuna.load_study(study_name=how.study, storage=storage_url).get_trials()
