@@ -182,12 +182,13 @@ def train_gan(
         if stopped_at is not None:
             status = "stopped"
             reason = f"stopped by the reporter after the evaluation at step {stopped_at}"
+            # A pruned trial's curve ends where it stopped, not at the last multiple of log_every
+            # (a trial pruned at step 8 would otherwise have no curve at all).
+            _log_last_step(progress, on_log)
     except _Diverged as exc:
         status, reason, progress.completed_steps = "diverged", exc.reason, exc.step
         # Record the diverging step's losses (non-finite ones included) so curves show the blow-up.
-        last = progress.last_losses
-        if last is not None and (not progress.losses or progress.losses[-1][0] != last[0]):
-            _log(progress.losses, on_log, *last)
+        _log_last_step(progress, on_log)
     except Exception as exc:  # only out-of-memory is swallowed
         if not _is_out_of_memory(exc):
             raise
@@ -348,6 +349,13 @@ def _evaluate(module: nn.Module, evaluator: Evaluator, *, seed: int) -> dict[str
     finally:
         module.train(was_training)
     return {str(k): float(v) for k, v in raw.items()}
+
+
+def _log_last_step(progress: _Progress, on_log: Callable[[int, float, float], None] | None) -> None:
+    """Record the last step run, unless the log_every schedule already did."""
+    last = progress.last_losses
+    if last is not None and (not progress.losses or progress.losses[-1][0] != last[0]):
+        _log(progress.losses, on_log, *last)
 
 
 def _log(

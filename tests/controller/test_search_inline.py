@@ -16,6 +16,7 @@ from nas import attrs
 from nas.controller import run_search
 from nas.settings import HowToSearch
 from search_spaces import ArchConfig, build_generator, count_parameters
+from storage.artifacts import latest_artifact
 
 
 def _load(url: str, name: str = "quick") -> optuna.Study:
@@ -170,12 +171,15 @@ def test_pruned_trials_are_pruned_with_their_last_value(quick_search, storage_ur
         )
     how_more = HowToSearch(trials=9, study=how.study, sampler="random", pruner="median")
     run_search(what, how_more, where)
-    new = _load(storage_url).get_trials()[7:]
+    study = _load(storage_url)
+    new = study.get_trials()[7:]
     assert len(new) == 2
     for t in new:
         assert t.state == TrialState.PRUNED, (t.state, t.user_attrs.get(attrs.FAIL_REASON))
         assert list(t.intermediate_values) == [6]
         assert t.value == pytest.approx(t.intermediate_values[6])
+        # Pruned before the loss log's first step (10): its curve still shows the 6 steps run.
+        assert latest_artifact(study, t, prefix="loss_curve") is not None
 
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_search_goes_on(

@@ -87,6 +87,29 @@ def test_reporter_stops_training(
     assert result.steps == 10  # of the budget of 30
     assert [step for step, _ in reporter.reports] == [5, 10]
     assert result.reason is not None and "step 10" in result.reason
+    assert [row[0] for row in result.losses] == [10]  # logged once, by the schedule
+
+
+def test_a_stopped_run_records_the_losses_of_its_last_step(
+    tiny_data: ImageData, make_models: Callable[..., tuple[nn.Module, nn.Module]]
+) -> None:
+    # Stopped at step 4, before log_every's first step (10): the curve still has that step.
+    g, d = make_models()
+    logged: list[tuple[int, float, float]] = []
+    reporter = RecordingReporter(stop_after=lambda step, metrics: step >= 4)
+    result = _run(
+        g, d, tiny_data, budget=30, eval_at=[4, 12, 24], reporter=reporter,
+        on_log=lambda *row: logged.append(row),
+    )  # fmt: skip
+    assert result.status == "stopped" and result.steps == 4
+    assert [row[0] for row in result.losses] == [4]
+    assert logged == result.losses
+    assert all(math.isfinite(v) for v in result.losses[0][1:])
+    # Stopped at 14: the schedule's step 10, then the step it stopped at.
+    g, d = make_models()
+    reporter = RecordingReporter(stop_after=lambda step, metrics: step >= 14)
+    result = _run(g, d, tiny_data, budget=30, eval_at=[14, 28], reporter=reporter)
+    assert [row[0] for row in result.losses] == [10, 14]
 
 
 def test_stop_request_at_the_final_evaluation_still_completes(
