@@ -27,7 +27,7 @@ def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     samples than any search trial. ``number`` always refers to the study's own trials.
     """
     if number is None:
-        final = _best_final_stage_trial(study)
+        final = best_final_stage_trial(study)
         if final is not None:
             return final
     trials = study.get_trials(deepcopy=False)
@@ -60,7 +60,7 @@ def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     return min(done, key=lambda t: t.values[0])
 
 
-def _best_final_stage_trial(study: optuna.Study) -> FrozenTrial | None:
+def best_final_stage_trial(study: optuna.Study) -> FrozenTrial | None:
     from nas.retrain import final_trials, load_final_study
     from storage.artifacts import is_checkpoint_pruned
 

@@ -417,6 +417,77 @@ def _pareto_section(
     return "".join(parts)
 
 
+def _final_stage_section(study: optuna.Study, store: ArtifactStore | None) -> str:
+    """The final stage (``gannas retrain``): each retrained architecture's search and final
+    scores, best final FID first, and which trial ``gannas export`` takes. Empty without one."""
+    from nas.attrs import STUDY_IDENTITY
+    from nas.export import best_final_stage_trial
+    from nas.retrain import SEARCH_FID, load_final_study
+    from nas.retrain import final_trials as retrained
+
+    final = load_final_study(study)
+    if final is None:
+        return ""
+    rows_of = retrained(final)
+    identity = final.user_attrs.get(STUDY_IDENTITY) or {}
+    searched = study.user_attrs.get(STUDY_IDENTITY) or {}
+    parts = ['<h2 id="final-stage">Final stage</h2>']
+    if not rows_of:
+        parts.append(
+            f'<p class="note">Study {_e(final.study_name)} holds no retrained trial yet; run '
+            "<code>gannas retrain</code> again to train them.</p>"
+        )
+        return "".join(parts)
+
+    def protocol(ident: dict[str, Any]) -> str:
+        budget, samples = ident.get("budget"), ident.get("fid_samples")
+        shown = [_e(v if v is not None else "?") for v in (budget, samples)]
+        return f"{shown[0]} steps, {shown[1]} FID samples"
+
+    exported = best_final_stage_trial(study)
+    parts.append(
+        f"<p>{len(rows_of)} trial(s) of study {_e(final.study_name)} retrain top architectures "
+        f"of this search from scratch: {protocol(identity)} (the search: {protocol(searched)}). "
+        + (
+            f"<code>gannas export</code> takes final-stage trial {exported.number}, the best "
+            "completed one with a stored checkpoint.</p>"
+            if exported is not None
+            else "No final-stage trial has completed with a stored checkpoint, so "
+            "<code>gannas export</code> takes the search's best trial.</p>"
+        )
+    )
+    names = _objective_names(final)
+    # Finished trials by their first objective, then the rest (running, failed) by number.
+    ordered = sorted(
+        rows_of,
+        key=lambda ts: (
+            ts[0].values is None,
+            ts[0].values[0] if ts[0].values else 0.0,
+            ts[0].number,
+        ),
+    )
+    rows = []
+    for rank, (t, source) in enumerate(ordered, start=1):
+        values = t.values or [None] * len(names)
+        cells = "".join(f'<td class="num">{_e(_fmt_float(v))}</td>' for v in values)
+        search_fid = t.user_attrs.get(SEARCH_FID)
+        search_fid = float(search_fid) if isinstance(search_fid, (int, float)) else None
+        rows.append(
+            f'<tr class="trial-row" data-trial="{t.number}"><td class="num">{rank}</td>'
+            f'<td class="num">{source}</td>'
+            f'<td class="num">{_e(_fmt_float(search_fid))}</td>'
+            f'<td class="num">{t.number}</td><td>{_e(t.state.name)}</td>{cells}'
+            f"<td>{_e(_checkpoint_cell(final, t, store))}</td></tr>"
+        )
+    head = "".join(f"<th>final {_e(n)}</th>" for n in names)
+    parts.append(
+        '<table class="final"><thead><tr><th>rank</th><th>source trial</th><th>search fid</th>'
+        f"<th>final trial</th><th>state</th>{head}<th>checkpoint</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+    return "".join(parts)
+
+
 def _fail_reason(trial: FrozenTrial) -> str:
     # gannas records its own reason; Optuna's is set when an objective function raised.
     reason = trial.user_attrs.get(_FAIL_REASON) or trial.system_attrs.get("fail_reason")
@@ -559,6 +630,7 @@ def write_report(
         if len(study.directions) > 1:
             body.append(_pareto_section(study, ranked, artifact_store))
         body.append(_samples_section(study, top, artifact_store))
+        body.append(_final_stage_section(study, artifact_store))
         body.append(_failed_section(trials))
 
     text = _page(title, "\n".join(part for part in body if part))

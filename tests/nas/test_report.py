@@ -300,3 +300,60 @@ def test_browser_harness_reports_errors_and_external_loads(
     assert any("logged" in p for p in problems)
     assert any(p.startswith("page error:") and "boom" in p for p in problems)
     assert browser_page.blocked_requests == ["https://example.invalid/x.png"]
+
+
+def test_the_final_stage_is_reported_best_first_with_the_trial_export_takes(
+    tmp_path: Path,
+) -> None:
+    from nas.attrs import CHECKPOINT, STUDY_IDENTITY
+    from nas.export import best_final_stage_trial
+    from nas.retrain import FINAL_STUDY, SEARCH_FID, SOURCE_TRIAL, final_study_name
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    store = make_artifact_store(str(tmp_path / "artifacts"))
+    study = optuna.create_study(storage=url, study_name="s")
+    study.set_user_attr(STUDY_IDENTITY, {"budget": 60, "fid_samples": 128})
+    for i in range(4):
+        study.tell(_ask(study, i), 40.0 - i)
+    write_report(study, tmp_path / "before", artifact_store=store)
+    assert 'id="final-stage"' not in (tmp_path / "before" / "index.html").read_text()
+
+    final = optuna.create_study(storage=url, study_name=final_study_name("s"))
+    final.set_user_attr(STUDY_IDENTITY, {"budget": 600, "fid_samples": 1000})
+    study.set_user_attr(FINAL_STUDY, final.study_name)
+    # Sources 3, 2 and 1 (search FIDs 37, 38, 39) end at 30 (with a checkpoint), 25 (without)
+    # and failed: 25 ranks first, but export can only take the one with a checkpoint.
+    for source, outcome in ((3, 30.0), (2, 25.0), (1, None)):
+        final.enqueue_trial(
+            study.trials[source].params,
+            user_attrs={SOURCE_TRIAL: source, SEARCH_FID: study.trials[source].values[0]},
+        )
+        trial = _ask(final, 0)
+        if outcome == 30.0:
+            (tmp_path / "ckpt").mkdir()
+            (tmp_path / "ckpt" / "generator.safetensors").write_bytes(b"w")
+            ids = upload_trial_dir(final, trial._trial_id, tmp_path / "ckpt", store)
+            trial.set_user_attr(CHECKPOINT, ids["generator.safetensors"])
+        if outcome is None:
+            final.tell(trial, state=TrialState.FAIL)
+        else:
+            final.tell(trial, outcome)
+    exported = best_final_stage_trial(study)
+    assert exported is not None and exported.number == 0
+
+    text = write_report(study, tmp_path / "after", artifact_store=store).read_text()
+    section = text.split('<h2 id="final-stage">', 1)[1]
+    assert "s.final" in section
+    assert "600 steps, 1000 FID samples (the search: 60 steps, 128 FID samples)" in section
+    assert "takes final-stage trial 0" in section
+    assert _rows(section, "final") == [1, 0, 2]  # final FID 25, 30, then the failed one
+    table = section.split('<table class="final">', 1)[1].split("</table>", 1)[0]
+    rows = table.split('<tr class="trial-row"')[1:]
+    assert [re.findall(r'<td class="num">([^<]*)</td>', r)[1:3] for r in rows] == [
+        ["2", "38"],
+        ["3", "37"],
+        ["1", "39"],
+    ]
+    assert "COMPLETE" in rows[0] and "FAIL" in rows[2]
+    assert "stored" in rows[1] and "stored" not in rows[0]
+    _assert_self_contained(text)

@@ -115,6 +115,18 @@ def test_retrain_top_k_is_the_final_stage_and_export_prefers_it(
     arch = json.loads((out_dir / "arch.json").read_text())
     assert arch == best_final.user_attrs[attrs.ARCH]
 
+    # The search's report shows the final stage and names the trial export took.
+    report_dir = tmp_path / "report"
+    assert main(
+        ["report", "tiny", "--out", str(report_dir), "--storage", storage_url,
+         "--artifacts", artifacts_dir]
+    ) == 0  # fmt: skip
+    section = (report_dir / "index.html").read_text().split('id="final-stage"', 1)[1]
+    assert f"takes final-stage trial {best_final.number}," in section
+    assert "16 steps, 48 FID samples" in section
+    for t in trials:
+        assert f'data-trial="{t.number}"' in section
+
     # An explicit --trial still means the search study's own trial.
     explicit = tmp_path / "explicit"
     number = done[0].number
