@@ -215,6 +215,72 @@ def test_strategies_are_built_as_the_real_benchmark_builds_them(surrogate_mod):
         surrogate_mod.strategy_parts("no-such-strategy", 0, STEPS)
 
 
+def test_a_recipe_strategy_starts_with_the_recipe_inside_the_space_then_searches(
+    surrogate_mod, space
+):
+    def run(label: str):
+        sampler, pruner = surrogate_mod.strategy_parts(label, 5, STEPS)
+        return surrogate_mod.simulate(
+            _Fixed(),
+            space,
+            sampler,
+            pruner,
+            strategy=label,
+            seed=5,
+            budget_s=8.0,
+            count_optuna_time=False,
+        )
+
+    for name, recipe in surrogate_mod.RECIPES.items():
+        # every value is one the space allows: Optuna would replace an outside value by a draw
+        study = optuna.create_study()
+        study.enqueue_trial(recipe)
+        trial = study.ask()
+        surrogate_mod.sample_values(space, trial)
+        assert trial.params == recipe, name
+    started = run("tpe+hyperband@sngan")
+    assert started.events[0].params == surrogate_mod.RECIPES["sngan"]
+    plain = run("tpe+hyperband")
+    # after the recipe, the base strategy's own draws: the recipe counts as one of TPE's 3
+    # start-up trials, so 2 of random search's draws follow, then TPE's model
+    assert [e.params for e in started.events[1:3]] == [e.params for e in plain.events[:2]]
+    assert started.events[3].params != plain.events[2].params
+    assert run("random@dcgan").events[0].params == surrogate_mod.RECIPES["dcgan"]
+
+
+def test_the_recipes_own_trials_are_summarised_against_random_of_the_same_seed(surrogate_mod):
+    bench = surrogate_mod.bench
+
+    def run(strategy: str, seed: int, fids: list[float | None], cpu: list[float]):
+        events = [
+            bench.TrialEvent(
+                number=i, state="PRUNED" if f is None else "COMPLETE", fid=f, cpu_s=c, wall_s=c
+            )
+            for i, (f, c) in enumerate(zip(fids, cpu, strict=True))
+        ]
+        return bench.RunResult(strategy=strategy, seed=seed, events=events)
+
+    runs = [
+        # seed 0: random's best within the 10 s budget is 0.5 (0.1 ends past it), the recipe 0.4
+        run("random", 0, [0.9, 0.5, 0.1], [2.0, 8.0, 11.0]),
+        run("tpe+hyperband@dcgan", 0, [0.4, 0.3], [2.0, 4.0]),
+        # seed 1: the recipe (0.6) does not reach random's 0.2
+        run("random", 1, [0.2], [3.0]),
+        run("tpe+hyperband@dcgan", 1, [0.6], [3.0]),
+        # seed 2: the recipe's trial was pruned
+        run("random", 2, [0.7], [3.0]),
+        run("tpe+hyperband@dcgan", 2, [None, 0.1], [1.0, 3.0]),
+    ]
+    text = surrogate_mod.recipe_lines(runs, random_best=0.5, budget_s=10.0)
+    assert "## The recipes' own trials" in text
+    assert (
+        "`tpe+hyperband@dcgan`: the recipe's own trial scored a median final FID of 0.5000 "
+        "(range 0.4000-0.6000, 2 of 3 searches scored it; random search's median final best: "
+        "0.5000); at or below random search's final best of the same seed in 1 of 3 seeds."
+    ) in text
+    assert surrogate_mod.recipe_lines(runs[:1], random_best=0.5, budget_s=10.0) == ""
+
+
 def test_the_warm_started_tpe_sees_the_prior_trials_and_stores_none_of_them(
     surrogate_mod, space, tmp_path
 ):
