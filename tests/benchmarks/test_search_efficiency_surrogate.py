@@ -179,19 +179,24 @@ def test_a_pruned_trial_costs_its_share_of_the_budget_and_the_search_stops_at_th
     assert full.events[0].fid == _fid(full.events[0].params, 60)
 
 
+def _search_fixed(surrogate_mod, space, label: str, *, seed: int, budget_s: float):
+    """``label``'s search, built as the benchmark builds it, on the fixed landscape."""
+    sampler, pruner = surrogate_mod.strategy_parts(label, seed, STEPS)
+    return surrogate_mod.simulate(
+        _Fixed(),
+        space,
+        sampler,
+        pruner,
+        strategy=label,
+        seed=seed,
+        budget_s=budget_s,
+        count_optuna_time=False,
+    )
+
+
 def test_random_search_and_tpes_start_up_trials_draw_the_same_parameters(surrogate_mod, space):
     def run(label: str):
-        sampler, pruner = surrogate_mod.strategy_parts(label, 3, STEPS)
-        return surrogate_mod.simulate(
-            _Fixed(),
-            space,
-            sampler,
-            pruner,
-            strategy=label,
-            seed=3,
-            budget_s=6.0,
-            count_optuna_time=False,
-        )
+        return _search_fixed(surrogate_mod, space, label, seed=3, budget_s=6.0)
 
     random_run, tpe_run = run("random"), run("tpe+hyperband")
     assert [e.params for e in tpe_run.events[:3]] == [e.params for e in random_run.events[:3]]
@@ -219,17 +224,7 @@ def test_a_recipe_strategy_starts_with_the_recipe_inside_the_space_then_searches
     surrogate_mod, space
 ):
     def run(label: str):
-        sampler, pruner = surrogate_mod.strategy_parts(label, 5, STEPS)
-        return surrogate_mod.simulate(
-            _Fixed(),
-            space,
-            sampler,
-            pruner,
-            strategy=label,
-            seed=5,
-            budget_s=8.0,
-            count_optuna_time=False,
-        )
+        return _search_fixed(surrogate_mod, space, label, seed=5, budget_s=8.0)
 
     for name, recipe in surrogate_mod.RECIPES.items():
         # every value is one the space allows: Optuna would replace an outside value by a draw
