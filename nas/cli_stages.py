@@ -76,10 +76,11 @@ def pareto(
 def retrain(
     study: Annotated[str, typer.Argument(help="Study name (the search to take the best from).")],
     budget: Annotated[
-        int, typer.Option(help="Generator steps per retraining (longer than the search's).")
+        int, typer.Option(help="Generator steps per retraining (at least the search's).")
     ],
     fid_samples: Annotated[
-        int, typer.Option(help="Fake samples per FID (e.g. 50000 for a paper FID).")
+        int,
+        typer.Option(help="Fake samples per FID, at least the search's (50000 for a paper FID)."),
     ],
     top: Annotated[
         int, typer.Option(help="Architectures to retrain: best FID, or Pareto fronts by FID.")
@@ -87,7 +88,11 @@ def retrain(
     storage: StorageOpt = None,
     artifacts: ArtifactsOpt = None,
     real_samples: Annotated[
-        Optional[int], typer.Option(help="Real samples for the reference statistics.")
+        Optional[int],
+        typer.Option(
+            help="Real samples for the reference statistics (default: the final stage's so far, "
+            "else max(--fid-samples, 1000) capped at the dataset)."
+        ),
     ] = None,
     eval_points: Annotated[
         Optional[int], typer.Option(help="FID evaluations per retraining (default: the search's).")

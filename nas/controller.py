@@ -228,7 +228,13 @@ def run_search(
         "fid_samples": what.scoring.fid_samples,
         "real_samples": real_samples,
         "metrics": list(what.scoring.resolved_metrics()),
-        "feature_extractor": what.scoring.feature_extractor or "inception-v3",
+        # Absolute, so that `gannas retrain` finds the file from another directory; continuing
+        # compares the network's content, not this path (study_state.open_study).
+        "feature_extractor": (
+            str(Path(what.scoring.feature_extractor).expanduser().resolve())
+            if what.scoring.feature_extractor
+            else "inception-v3"
+        ),
         "objectives": list(objectives),
     }
     gpus = where.gpus_per_trial
@@ -541,7 +547,15 @@ def check_writable_directory(directory: str | Path, *, flag: str) -> None:
     elif not os.access(existing, os.W_OK | os.X_OK):
         why = f"{str(existing)!r} is not writable"
     else:
-        return
+        # os.access answers yes to root everywhere, also where nothing can be made (/proc, a
+        # read-only mount): a directory made and removed again is the real test.
+        import tempfile
+
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".gannas-probe-", dir=existing))
+            return
+        except OSError as exc:
+            why = f"no directory can be made in {str(existing)!r} ({exc.strerror or exc})"
     raise StorageError(f"{flag} {str(directory)!r} cannot be created or written: {why}")
 
 

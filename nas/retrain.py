@@ -167,6 +167,13 @@ def final_trials(final: optuna.Study) -> list[tuple[FrozenTrial, int]]:
     return out
 
 
+def _existing_final_study(study_name: str, storage: Any) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name=final_study_name(study_name), storage=storage)
+    except KeyError:
+        return None
+
+
 def _open_main_study(name: str, storage: Any, url: str) -> optuna.Study:
     from storage import redact_url
 
@@ -323,6 +330,15 @@ def retrain_top(
     if extractor == "inception-v3":
         extractor = None
     eval_at = identity.get("eval_at") or [identity.get("budget", budget)]
+    if real_samples is None:
+        # Continuing a final stage keeps its reference statistics, so a repeated retrain command
+        # that once gave --real-samples may leave it out. A new stage takes the usual default
+        # (max(--fid-samples, 1000) real images, capped at the dataset), not the search's count:
+        # a final FID of many samples wants reference statistics of as many.
+        stage = _existing_final_study(study_name, storage)
+        recorded = (stage.user_attrs.get(attrs.STUDY_IDENTITY) or {}) if stage else {}
+        if isinstance(recorded.get("real_samples"), int):
+            real_samples = recorded["real_samples"]
     what = WhatToSearch(
         space="",  # replaced below by the file the stored space is written to
         dataset=dataset or str(identity["dataset"]),
@@ -355,6 +371,18 @@ def retrain_top(
         where,
     )
     check_where_to_run(where, pruner="none", eval_at=eval_steps(budget, what.eval_points))
+    # The final stage trains longer and scores with more samples than the search, never less:
+    # export prefers its results, so a shorter retraining would replace better generators.
+    for option, asked, searched in (
+        ("--budget", budget, identity.get("budget")),
+        ("--fid-samples", fid_samples, identity.get("fid_samples")),
+    ):
+        if isinstance(searched, int) and isinstance(asked, int) and asked < searched:
+            raise GannasError(
+                f"{option} {asked} is less than the search's {searched}; the final stage "
+                f"retrains for at least the search's budget and samples, so give {option} "
+                f">= {searched}"
+            )
     if extractor and not Path(extractor).expanduser().is_file():
         if feature_extractor:
             raise GannasError(f"--feature-extractor {extractor!r}: no such file")
@@ -367,6 +395,19 @@ def retrain_top(
     # A dataset that cannot be loaded (a --dataset folder typed wrong, or the stored one moved)
     # is refused here too. run_search loads the same spec again, from load_data's cache.
     load_data(DataSpec(what.dataset, what.resolution, what.channels, what.data_root))
+    network_file = extractor or inception_weights
+    if network_file:
+        # The search's FIDs and the final stage's are set side by side: a network file other
+        # than the one the search was scored with is refused before the final stage exists.
+        from nas.study_state import check_feature_network
+        from trainers.metrics import file_sha256
+
+        option = "--feature-extractor" if extractor else "--inception-weights"
+        check_feature_network(
+            study,
+            f"file:sha256={file_sha256(Path(network_file).expanduser())}",
+            remedy=f"Pass {option} with the file the search was scored with",
+        )
 
     final_name = final_study_name(study_name)
     final = optuna.create_study(

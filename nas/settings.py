@@ -188,6 +188,18 @@ def validate_settings(what: WhatToSearch, how: HowToSearch, where: WhereToRun) -
     unknown = set(metrics) - {"fid", "kid", "is"}
     need(not unknown, f"unknown metrics {sorted(unknown)}; expected fid, kid, is")
     need("fid" in metrics, "the metrics must include 'fid'")
+    # Checked here, not by each trial's evaluator: a trial refused there fails, and the study
+    # would already have recorded these metrics as its protocol.
+    need(
+        not ("is" in metrics and what.scoring.feature_extractor),
+        "--metrics 'is': the Inception Score needs Inception-v3's class logits, which a "
+        "--feature-extractor network does not have; use --metrics fid or fid,kid",
+    )
+    need(
+        "is" not in metrics or what.scoring.fid_samples >= 10,
+        "--metrics 'is': the Inception Score uses 10 splits and needs --fid-samples of at least "
+        f"10, got {what.scoring.fid_samples}",
+    )
 
 
 def validate_objectives(objectives: tuple[str, ...]) -> None:

@@ -80,35 +80,79 @@ def open_study(
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(objectives)
     else:
+        from nas.retrain import FINAL_STAGE, STAGE
+
+        if study.user_attrs.get(STAGE) == FINAL_STAGE:
+            remedy = "A final stage has one protocol: retrain with the options it was started with"
+        else:
+            remedy = "Use the original settings, or another --study name"
         for key in sorted(set(stored) | set(wanted)):
-            if stored.get(key) != wanted.get(key):
+            if key == EXTRACTOR_KEY:
+                # The path is where the file was, not what it is: the same network under another
+                # path (absolute, moved, copied) is the same protocol. Its content is compared by
+                # check_feature_network, against the sha256 each scored trial recorded.
+                same = extractor_kind(stored.get(key)) == extractor_kind(wanted.get(key))
+            else:
+                same = stored.get(key) == wanted.get(key)
+            if not same:
                 raise GannasError(
                     f"study {name!r} was created with {key}={stored.get(key)!r}, but this search "
                     f"has {key}={wanted.get(key)!r}; continuing it would mix incomparable trials. "
-                    "Use the original settings, or another --study name"
+                    f"{remedy}"
                 )
     return study
 
 
-def check_feature_network(study: optuna.Study, extractor_identity: str) -> None:
+EXTRACTOR_KEY = "feature_extractor"
+"""The identity's feature network: ``inception-v3``, or the path of a TorchScript file."""
+
+
+def extractor_kind(recorded: object) -> str:
+    """``inception-v3`` or ``torchscript``: what the identity's extractor entry compares by."""
+    return "inception-v3" if recorded in (None, "inception-v3") else "torchscript"
+
+
+def check_feature_network(
+    study: optuna.Study, extractor_identity: str, *, remedy: str | None = None
+) -> None:
     """Refuse to score more trials of ``study`` with another feature network than its trials had.
 
     The study's identity names the extractor as it was given (a path, or ``inception-v3``), which
     cannot tell a file that changed at the same path, or unverified Inception weights swapped for
-    others. Each scored trial records the sha256 of the network in its FID protocol, so the
-    network of the reference statistics (``name:sha256=HEX``) is checked against those records.
+    others, and is not compared by path (see :func:`open_study`). Each scored trial records the
+    sha256 of the network in its FID protocol, so the network of the reference statistics
+    (``name:sha256=HEX``) is checked against those records: the study's own, and for a final stage
+    those of its source search too. ``remedy`` ends the refusal (default: what a search can do).
     """
+    from nas.retrain import SOURCE_STUDY
+
     sha256 = extractor_identity.rpartition("sha256=")[2]
-    for trial in study.get_trials(deepcopy=False):
-        protocol = trial.user_attrs.get(attrs.PROTOCOL) or {}
-        recorded = protocol.get("weights_sha256")
-        if recorded and recorded != sha256:
-            raise GannasError(
-                f"study {study.study_name!r} scored trial {trial.number} with the feature network "
-                f"{protocol.get('feature_extractor')!r} of sha256 {recorded}, but this search's "
-                f"feature network has sha256 {sha256}; continuing would mix incomparable FIDs. "
-                "Use the original network file, or another --study name"
-            )
+    studies = [study]
+    source_name = study.user_attrs.get(SOURCE_STUDY)
+    if source_name:
+        # A final stage's FIDs are set beside its source search's FIDs (report, export), so
+        # they must come from the same network as the search's.
+        try:
+            studies.append(optuna.load_study(study_name=source_name, storage=study._storage))
+        except KeyError:
+            pass
+    if remedy is None:
+        remedy = (
+            "Pass the file the search was scored with"
+            if source_name
+            else "Use the original network file, or another --study name"
+        )
+    for checked in studies:
+        for trial in checked.get_trials(deepcopy=False):
+            protocol = trial.user_attrs.get(attrs.PROTOCOL) or {}
+            recorded = protocol.get("weights_sha256")
+            if recorded and recorded != sha256:
+                raise GannasError(
+                    f"study {checked.study_name!r} scored trial {trial.number} with the feature "
+                    f"network {protocol.get('feature_extractor')!r} of sha256 {recorded}, but this "
+                    f"search's feature network has sha256 {sha256}; continuing would mix "
+                    f"incomparable FIDs. {remedy}"
+                )
 
 
 def fail_trial(

@@ -54,6 +54,11 @@ def _studies(db: Path) -> list[str]:
         (["--objectives", ""], "--objectives needs at least one objective"),
         (["--objectives", " , "], "--objectives needs at least one objective"),
         (["--metrics", ""], "the metrics must include 'fid'"),
+        # Every trial failed on it, and the study kept 'is' in its protocol.
+        (["--metrics", "fid,is"], "the Inception Score needs Inception-v3's class logits"),
+        # os.access says yes to root there; a directory made and removed again says no.
+        (["--artifacts", "/proc/gannas-art"], "--artifacts '/proc/gannas-art' cannot be created"),
+        (["--tensorboard", "/proc/gannas-tb"], "--tensorboard '/proc/gannas-tb' cannot be created"),
     ],
 )
 def test_a_bad_option_is_refused_by_name_and_leaves_no_study(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -118,6 +120,26 @@ def test_continuing_with_a_changed_feature_network_file_is_refused(
 
     write_tiny_torchscript_extractor(extractor, dim=16, seed=0)  # the original network again
     assert run_search(what, more, where).trials_run_now == 1
+
+    # The same network under another path is the same protocol (it was refused by its path);
+    # another network under a new path is still refused by its content.
+    def at(path: Path) -> Any:
+        return dataclasses.replace(
+            what, scoring=dataclasses.replace(what.scoring, feature_extractor=str(path))
+        )
+
+    copy = tmp_path / "moved" / "copy.pt"
+    copy.parent.mkdir()
+    shutil.copy(extractor, copy)
+    assert run_search(at(copy), dataclasses.replace(how, trials=3), where).trials_run_now == 1
+    other = tmp_path / "other.pt"
+    write_tiny_torchscript_extractor(other, dim=16, seed=2)
+    with pytest.raises(GannasError, match=f"sha256 {recorded}"):
+        run_search(at(other), dataclasses.replace(how, trials=4), where)
+    assert len(_load(storage_url).trials) == 3
+    # The identity keeps the absolute path of the first file, where `gannas retrain` looks.
+    identity = _load(storage_url).user_attrs[attrs.STUDY_IDENTITY]
+    assert identity["feature_extractor"] == str(extractor.resolve())
 
 
 def test_a_worker_whose_feature_network_file_differs_fails_its_trials_and_scores_nothing(

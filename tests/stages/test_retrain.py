@@ -255,14 +255,26 @@ def test_retrain_errors_are_one_line(storage_url, capsys):
         (["--device", "tpu"], "--device 'tpu' is not a torch device"),
         (["--max-retries", "-1"], "--max-retries must be >= 0"),
         (["--dataset", "/nonexistent/images"], "unknown dataset '/nonexistent/images'"),
+        # The search ran 10 steps with 32 FID samples: the final stage never does less.
+        (["--budget", "9"], "--budget 9 is less than the search's 10"),
+        (["--fid-samples", "16"], "--fid-samples 16 is less than the search's 32"),
+        # Another network's final FIDs would be set beside the search's (it was accepted).
+        (["--feature-extractor", "OTHER_NETWORK"], "Pass --feature-extractor with the file"),
+        (["--artifacts", "/proc/gannas-art"], "--artifacts '/proc/gannas-art' cannot be created"),
     ],
 )
 def test_a_refused_retrain_creates_no_final_stage_and_the_corrected_one_runs(
     tiny_search, storage_url, tmp_path, capsys, extra, named
 ):
+    from trainers.metrics.testing import write_tiny_torchscript_extractor
+
     what, how, where = tiny_search(trials=2, artifacts=False)
     run_search(what, how, where)
     artifacts = str(tmp_path / "art")
+    if "OTHER_NETWORK" in extra:
+        other = tmp_path / "other.pt"
+        write_tiny_torchscript_extractor(other, dim=16, seed=1)
+        extra = [str(other) if e == "OTHER_NETWORK" else e for e in extra]
     assert _retrain_cli(storage_url, artifacts, *extra) == 2
     err = capsys.readouterr().err
     assert named in err and "internal error" not in err
@@ -280,3 +292,24 @@ def test_retrain_on_a_missing_database_file_refuses_and_creates_nothing(tmp_path
                  "--storage", f"sqlite:///{db}"]) == 2  # fmt: skip
     assert "no study database at" in capsys.readouterr().err
     assert not db.exists()
+
+
+def test_a_repeated_retrain_keeps_its_stages_reference_and_other_changes_are_refused(
+    tiny_search, storage_url, tmp_path, capsys
+):
+    what, how, where = tiny_search(trials=2, artifacts=False)
+    run_search(what, how, where)
+    artifacts = str(tmp_path / "art")
+    assert _retrain_cli(storage_url, artifacts, "--top", "1", "--real-samples", "100") == 0
+    assert _load(storage_url, "tiny.final").user_attrs[attrs.STUDY_IDENTITY]["real_samples"] == 100
+    # The same command without --real-samples continues the stage (it was refused as another
+    # protocol: the default then was 1000, whatever the stage had used).
+    assert _retrain_cli(storage_url, artifacts, "--top", "1") == 0
+    capsys.readouterr()
+    # A real change is refused, with a remedy that retrain has (it named --study, which it lacks).
+    assert _retrain_cli(storage_url, artifacts, "--top", "1", "--budget", "17") == 2
+    err = capsys.readouterr().err
+    assert "budget=16" in err and "budget=17" in err
+    assert "A final stage has one protocol: retrain with the options it was started with" in err
+    assert "--study" not in err
+    assert len(_load(storage_url, "tiny.final").get_trials()) == 1

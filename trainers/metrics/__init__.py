@@ -37,6 +37,7 @@ from trainers.metrics._stats import (
     select_samples,
     to_rgb_uint8,
 )
+from trainers.metrics._hashing import file_sha256
 from trainers.metrics._weights import WeightsInfo, resolve_inception_weights
 from trainers.metrics.protocol import FIDProtocol
 
@@ -50,6 +51,7 @@ __all__ = [
     "WeightsInfo",
     "default_cache_dir",
     "extract_features",
+    "file_sha256",
     "frechet_distance",
     "frechet_distance_from_features",
     "gaussian_statistics",
