@@ -89,6 +89,8 @@ def test_ray_cluster_and_gpu_reservation(compose: dict[str, Any]) -> None:
     services = compose["services"]
     head = _command(services["ray-head"])
     assert "ray start --head" in head and "--block" in head and "--dashboard-host=0.0.0.0" in head
+    # Trials run on the GPU workers only: the head offers them neither CPUs nor GPUs.
+    assert "--num-cpus=0" in head and "--num-gpus=0" in head
     assert any(str(p).endswith(":8265") for p in services["ray-head"]["ports"])
     worker = services["ray-worker"]
     assert "ray start --address=ray-head:6379" in _command(worker) and "--block" in _command(worker)
@@ -116,8 +118,13 @@ def test_search_is_an_opt_in_job(compose: dict[str, Any]) -> None:
     assert search["profiles"] == ["job"]
     cmd = _command(search)
     assert "gannas search --address ray-head:6379" in cmd
-    for var in ("GANNAS_SPACE", "GANNAS_DATASET", "GANNAS_TRIALS"):
+    for var in ("GANNAS_SPACE", "GANNAS_DATASET", "GANNAS_TRIALS", "GANNAS_GPUS_PER_TRIAL"):
         assert f"$${var}" in cmd and var in _env(search)
+    # The job's container has no GPU: without an explicit count, trials would reserve none.
+    assert '--gpus-per-trial "$$GANNAS_GPUS_PER_TRIAL"' in cmd
+    assert _env(search)["GANNAS_GPUS_PER_TRIAL"] == "${GANNAS_GPUS_PER_TRIAL:-1}"
+    # Reference statistics are cached on the shared cache volume.
+    assert _env(search)["GANNAS_CACHE_DIR"].startswith("/cache/")
 
 
 def _compose_cli() -> list[str] | None:
