@@ -706,6 +706,24 @@ def main(
     overrides: dict[str, Any] = {}
     if args.first_seed < 0:
         parser.error(f"--first-seed must be a non-negative integer, got {args.first_seed}")
+    # Refused before anything runs or is written: a nonsense run would overwrite the committed
+    # results that the README quotes.
+    for option, value, least in (
+        ("--seeds", args.seeds, 1),
+        ("--trial-budget", args.trial_budget, 1),
+        ("--fid-samples", args.fid_samples, 2),
+        ("--eval-points", args.eval_points, 1),
+        ("--jobs", args.jobs, 1),
+    ):
+        if value is not None and value < least:
+            parser.error(f"{option} must be at least {least}, got {value}")
+    if args.resolution is not None and (args.resolution < 8 or args.resolution % 8):
+        # dcgan-cpu's generators upsample x2 up to 3 times from a square stem
+        parser.error(f"--resolution must be a positive multiple of 8, got {args.resolution}")
+    if args.time_budget is not None and not (
+        math.isfinite(args.time_budget) and args.time_budget > 0
+    ):
+        parser.error(f"--time-budget must be a positive number of CPU seconds, got {args.time_budget}")
     if args.seeds or args.first_seed:
         n = args.seeds or len(cfg.seeds)
         overrides["seeds"] = tuple(range(args.first_seed, args.first_seed + n))

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "search_efficiency.py"
 
@@ -232,3 +234,29 @@ def test_a_file_that_is_not_a_saved_run_is_refused_with_its_name(tmp_path: Path)
         assert f"{path}: not a saved run of this benchmark ({why}" in proc.stderr
         assert "Traceback" not in proc.stderr
         assert not (tmp_path / "out.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--time-budget", "-5"], "--time-budget must be a positive number of CPU seconds, got -5"),
+        (["--time-budget", "0"], "--time-budget must be a positive number of CPU seconds, got 0"),
+        (["--seeds", "0"], "--seeds must be at least 1, got 0"),
+        (["--seeds", "-1"], "--seeds must be at least 1, got -1"),
+        (["--trial-budget", "0"], "--trial-budget must be at least 1, got 0"),
+        (["--fid-samples", "1"], "--fid-samples must be at least 2, got 1"),
+        (["--eval-points", "0"], "--eval-points must be at least 1, got 0"),
+        (["--jobs", "0"], "--jobs must be at least 1, got 0"),
+        (["--resolution", "12"], "--resolution must be a positive multiple of 8, got 12"),
+    ],
+)
+def test_nonsense_settings_are_refused_before_anything_runs_or_is_written(
+    load_benchmark, tmp_path: Path, capsys, args: list[str], message: str
+) -> None:
+    # A --time-budget of -5 once ran, printed a speedup of 0.00 and overwrote the committed results.
+    bench = load_benchmark("search_efficiency")
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--out", str(tmp_path / "out"), *args])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
