@@ -128,7 +128,9 @@ def test_protocol_is_recorded(tiny_extractor: TorchScriptFeatureExtractor, data1
         "metrics": ["fid", "kid"],
         "kid_subset_size": 30,
         "kid_subsets": 100,
-        "resize": "tf1-bilinear-299",
+        # A TorchScript network takes the images as they are (it was recorded as Inception's
+        # resize to 299, which it never had).
+        "resize": "none",
         "version": 1,
     }
     assert FIDProtocol.from_dict(protocol.to_dict()) == protocol
@@ -166,7 +168,7 @@ def test_inception_evaluator_fid_kid_is_one_pass(
 
     class _Spy:
         name, identity, sha256 = inception.name, inception.identity, inception.sha256
-        verified, provides_logits = inception.verified, True
+        verified, provides_logits, resize = inception.verified, True, inception.resize
 
         def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
             calls["n"] += 1
@@ -181,3 +183,6 @@ def test_inception_evaluator_fid_kid_is_one_pass(
     assert calls["n"] == 1
     assert set(scores) == {"fid", "kid", "is"}
     assert scores["fid"] > 0 and math.isfinite(scores["kid"]) and scores["is"] >= 1.0
+    # Inception's images are resized to 299 as TF1 did; the protocol says so.
+    protocol = FIDEvaluator(_Spy(), ref, num_samples=10, batch_size=10).protocol
+    assert protocol.resize == "tf1-bilinear-299"

@@ -35,6 +35,7 @@ class _Counting:
         self.calls = 0
         self.name, self.identity, self.sha256 = inner.name, inner.identity, inner.sha256
         self.verified, self.provides_logits = inner.verified, inner.provides_logits
+        self.resize = inner.resize
 
     def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         self.calls += 1

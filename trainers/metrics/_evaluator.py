@@ -147,6 +147,7 @@ class FIDEvaluator:
             metrics=self._metrics,
             kid_subset_size=self._kid_subset_size if "kid" in self._metrics else None,
             kid_subsets=self._kid_subsets if "kid" in self._metrics else None,
+            resize=self._extractor.resize,
         )
 
     def __call__(self, generator: nn.Module, *, seed: int) -> dict[str, float]:

@@ -30,6 +30,7 @@ from trainers.metrics._inception import (
 from trainers.metrics._micro_batches import MicroBatchRunner
 from trainers.metrics._resize import resize_tf1_bilinear
 from trainers.metrics._weights import WeightsInfo, load_inception_state_dict
+from trainers.metrics.protocol import DEFAULT_RESIZE
 
 __all__ = [
     "FeatureExtractor",
@@ -76,6 +77,11 @@ class FeatureExtractor(Protocol):
 
     @property
     def provides_logits(self) -> bool: ...
+
+    @property
+    def resize(self) -> str:
+        """How images reach the network's input size, as the FID protocol records it."""
+        ...
 
     def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """uint8 (N, 3, H, W) -> {"pool": (N, D) float32 CPU, optional "logits": (N, K)}."""
@@ -201,6 +207,10 @@ class InceptionFeatureExtractor:
         return True
 
     @property
+    def resize(self) -> str:
+        return DEFAULT_RESIZE
+
+    @property
     def device(self) -> torch.device:
         return self._device
 
@@ -280,6 +290,11 @@ class TorchScriptFeatureExtractor:
     @property
     def provides_logits(self) -> bool:
         return False
+
+    @property
+    def resize(self) -> str:
+        # The images go in at the dataset's resolution; any resizing is the network's own.
+        return "none"
 
     @property
     def device(self) -> torch.device:

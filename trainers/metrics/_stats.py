@@ -30,7 +30,7 @@ import torch
 from gannas._files import mkstemp
 from trainers.metrics._extractors import FeatureExtractor
 from trainers.metrics._frechet import covariance_factor
-from trainers.metrics.protocol import DEFAULT_RESIZE, PROTOCOL_VERSION
+from trainers.metrics.protocol import PROTOCOL_VERSION
 
 __all__ = [
     "ReferenceStats",
@@ -125,7 +125,7 @@ def _cache_meta(data: _ImagesLike, images: torch.Tensor, extractor: FeatureExtra
     fingerprint = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()
     return {
         "version": PROTOCOL_VERSION,
-        "resize": DEFAULT_RESIZE,
+        "resize": extractor.resize,
         "dataset": data.name,
         "split": split,
         "resolution": int(images.shape[-1]),
