@@ -81,7 +81,7 @@ def search(
     ] = None,
     objectives: Annotated[
         Optional[str],
-        typer.Option(help="fid, or fid plus a cost: fid,params | fid,macs | fid,latency (default: the space's)."),
+        typer.Option(help="fid, or fid plus costs: fid,params | fid,macs | fid,latency | fid,params,latency ... (default: the space's)."),
     ] = None,
     cost_exponent: Annotated[
         Optional[float],
@@ -233,8 +233,14 @@ def spaces_validate(
     from search_spaces import resolve_space
 
     space = resolve_space(path)  # the same lookup as `spaces show` and `search`
+    from search_spaces import FixedParam
+
     params = list(space.parameters())
-    typer.echo(f"ok: {path}: space {space.name!r} (family {space.family}), {len(params)} parameters")
+    fixed = sum(isinstance(p.param, FixedParam) for p in params)
+    typer.echo(
+        f"ok: {path}: space {space.name!r} (family {space.family}), "
+        f"{len(params) - fixed} searched parameter(s), {fixed} fixed"
+    )
 
 
 # --------------------------------------------------------------------------- studies
@@ -390,11 +396,15 @@ def export(
             )
 
 
+MAX_GRID_SAMPLES = 4096
+"""The most images ``gannas sample`` puts in one grid (a 64 x 64 grid)."""
+
+
 @app.command()
 def sample(
     directory: Annotated[Path, typer.Argument(help="An exported generator directory.")],
     out: Annotated[Path, typer.Option(help="PNG file to write.")],
-    n: Annotated[int, typer.Option(help="Number of images.")] = 64,
+    n: Annotated[int, typer.Option(help="Number of images (at most 4096).")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the latent vectors.")] = 0,
 ) -> None:
     """Write an image grid sampled from an exported generator."""
@@ -404,8 +414,9 @@ def sample(
     from storage import load_generator
     from trainers import save_image_grid
 
-    if n < 1:
-        raise GannasError(f"--n must be at least 1, got {n}")
+    if not 1 <= n <= MAX_GRID_SAMPLES:
+        # A grid of a million images is no picture; it ran out of memory instead.
+        raise GannasError(f"--n must be from 1 to {MAX_GRID_SAMPLES}, got {n}")
     # Checked before any work. The grid is always PNG: another suffix would mislabel the file.
     if out.is_dir():
         raise GannasError(f"--out {str(out)!r} is a directory; expected a .png file path")

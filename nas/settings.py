@@ -177,6 +177,11 @@ def validate_settings(what: WhatToSearch, how: HowToSearch, where: WhereToRun) -
         where.executor in ("ray", "inline"),
         f"--executor must be 'ray' or 'inline', got {where.executor!r}",
     )
+    need(
+        not (where.executor == "inline" and where.address),
+        f"--address {where.address!r} names a Ray cluster, but --executor inline runs every trial "
+        "in this process; leave out one of them",
+    )
     need(how.max_retries >= 0, f"--max-retries must be >= 0, got {how.max_retries}")
     need(
         how.cost_exponent is None or (math.isfinite(how.cost_exponent) and how.cost_exponent >= 0),

@@ -59,6 +59,8 @@ def _studies(db: Path) -> list[str]:
         # os.access says yes to root there; a directory made and removed again says no.
         (["--artifacts", "/proc/gannas-art"], "--artifacts '/proc/gannas-art' cannot be created"),
         (["--tensorboard", "/proc/gannas-tb"], "--tensorboard '/proc/gannas-tb' cannot be created"),
+        # The inline executor ignored it.
+        (["--address", "ray://127.0.0.1:10001"], "but --executor inline runs every trial"),
     ],
 )
 def test_a_bad_option_is_refused_by_name_and_leaves_no_study(

@@ -334,6 +334,8 @@ def test_unusable_output_paths_are_named_and_nothing_is_written(
         "sample-under-file": ["sample", str(good), "--out", str(plain / "s.png")],
         "sample-dir": ["sample", str(good), "--out", str(folder)],
         "sample-jpg": ["sample", str(good), "--out", str(tmp_path / "s.jpg")],
+        # was killed for memory, or "internal error: can't allocate memory"
+        "sample-huge": ["sample", str(good), "--out", str(tmp_path / "s.png"), "--n", "1000000"],
         "report-file": ["report", name, "--out", str(plain), *store],
         "report-top": ["report", name, "--out", str(tmp_path / "r"), "--top", "0", *store],
     })  # fmt: skip
@@ -345,6 +347,7 @@ def test_unusable_output_paths_are_named_and_nothing_is_written(
     )
     assert lines["sample-dir"] == f"error: --out {str(folder)!r} is a directory; expected a .png file path"
     assert f"--out {str(tmp_path / 's.jpg')!r} must name a .png file" in lines["sample-jpg"]
+    assert lines["sample-huge"] == "error: --n must be from 1 to 4096, got 1000000"
     assert f"cannot write the report to {plain}: it is a file" in lines["report-file"]
     assert lines["report-top"] == "error: --top must be at least 1, got 0"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best-g", "samples.png"]

@@ -35,3 +35,16 @@ def test_validate_names_what_is_wrong_in_one_line_without_a_traceback(tmp_path, 
     assert main(["spaces", "validate", "no_such_space"]) == 2
     err = capsys.readouterr().err
     assert "unknown search space 'no_such_space'" in err and "dcgan" in err
+
+
+def test_validate_counts_searched_and_fixed_parameters_apart(tmp_path, capsys):
+    # Fixed values were counted as parameters ("15 parameters" for 8 searched ones).
+    path = tmp_path / "small.yaml"
+    path.write_text(
+        "name: small\nfamily: dcgan\ngenerator:\n  depth: 2\n  norm: batch\n"
+        "  base_width: {type: int, low: 16, high: 32, step: 16}\n"
+    )
+    assert main(["spaces", "validate", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"ok: {path}: space 'small' (family dcgan), 1 searched parameter(s), 2 fixed"
+    )
