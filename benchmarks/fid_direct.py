@@ -21,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _arguments import refuse_below, refuse_unknown  # noqa: E402 - the benchmarks' own helper
 from fid_speed import (  # noqa: E402 - the benchmark's own helpers
     fid_ours,
     fid_torch_fidelity,
@@ -40,6 +41,8 @@ def main() -> None:
     parser.add_argument("--weights", default=None)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fid_direct.md"))
     args = parser.parse_args()
+    refuse_below(parser, [("--sizes", args.sizes, 2), ("--batch-size", args.batch_size, 1)])
+    refuse_unknown(parser, "--tools", args.tools, ["ours", "torch-fidelity", "torchmetrics"])
 
     device = torch.device("cpu")
     weights, kind = resolve_weights(args.weights, Path(tempfile.mkdtemp(prefix="fid_direct_")))

@@ -35,6 +35,10 @@ from torch.utils.data import Dataset
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _arguments import refuse_below  # noqa: E402 - the benchmarks' own helper
+
 from gannas.errors import WeightsError  # noqa: E402
 from trainers import metrics  # noqa: E402
 from trainers.metrics.testing import write_random_inception_weights  # noqa: E402
@@ -76,7 +80,10 @@ def resolve_weights(path: str | None, workdir: Path) -> tuple[metrics.WeightsInf
     try:
         info = metrics.resolve_inception_weights(path, download=False)
         return info, "official (sha256 verified)"
-    except WeightsError:
+    except WeightsError as exc:
+        if path is not None:
+            # Asked for by name: measuring with random weights instead would say nothing of it.
+            raise SystemExit(f"--weights {path!r}: {exc}") from None
         random_path = workdir / "random-inception.pth"
         write_random_inception_weights(random_path, seed=0)
         info = metrics.resolve_inception_weights(random_path, download=False, allow_unverified=True)
@@ -258,6 +265,22 @@ def main() -> None:
     parser.add_argument("--no-torchmetrics", action="store_true")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "fid_speed.md"))
     args = parser.parse_args()
+    refuse_below(
+        parser,
+        [
+            ("--sizes", args.sizes, 2),
+            ("--throughput-images", args.throughput_images, 1),
+            ("--batch-size", args.batch_size, 1),
+            ("--repeats", args.repeats, 1),
+            ("--batch-sweep", args.batch_sweep or None, 1),
+            ("--cache-sizes", args.cache_sizes, 2),
+            ("--derived-sizes", args.derived_sizes or None, 2),
+        ],
+    )
+    try:
+        metrics.resolve_device(args.device)
+    except (RuntimeError, ValueError) as exc:
+        parser.error(f"--device {args.device!r}: {exc}")
 
     sizes = args.sizes or ([128] if args.quick else [2000, 10000])
     n_throughput = args.throughput_images or (64 if args.quick else 512)

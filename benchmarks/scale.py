@@ -42,6 +42,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _arguments import refuse_below, refuse_unknown  # noqa: E402 - the benchmarks' own helper
 
 SPACE_YAML = """\
 name: scalebench
@@ -410,6 +413,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=int, default=0, help="Profile the run with N workers.")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "scale.md"))
     args = parser.parse_args(argv)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    refuse_unknown(parser, "--backends", backends, ["sqlite", "postgresql"])
+    try:
+        worker_counts = [int(w) for w in args.workers.split(",")]
+        sweep_sleeps = [float(x) for x in args.sweep_sleeps.split(",") if x.strip()]
+        sweep_per_worker = [int(x) for x in args.sweep_trials_per_worker.split(",") if x.strip()]
+    except ValueError as exc:
+        parser.error(f"--workers, --sweep-sleeps and --sweep-trials-per-worker take comma lists: {exc}")
+    refuse_below(
+        parser,
+        [
+            ("--workers", worker_counts, 1),
+            ("--sleep", args.sleep, 0),
+            ("--sweep-sleeps", sweep_sleeps or None, 0),
+            ("--trials-per-worker", args.trials_per_worker, 1),
+            ("--sweep-trials-per-worker", sweep_per_worker or None, 1),
+            ("--repeats", args.repeats, 1),
+            ("--overhead-trials", args.overhead_trials, 1),
+            ("--profile", args.profile, 0),
+        ],
+    )
 
     import logging
 
@@ -419,8 +443,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("gannas").setLevel(logging.WARNING)
     from trainers.metrics.testing import write_tiny_torchscript_extractor
 
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    worker_counts = [int(w) for w in args.workers.split(",")]
     load_before = tuple(round(x, 2) for x in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="gannas-scale-") as tmp_dir:
         tmp = Path(tmp_dir)
@@ -434,8 +456,6 @@ def main(argv: list[str] | None = None) -> int:
         overhead: dict[str, Row] = {}
         rows: list[Row] = []
         sweep: list[Row] = []
-        sweep_sleeps = [float(x) for x in args.sweep_sleeps.split(",") if x.strip()]
-        sweep_per_worker = [int(x) for x in args.sweep_trials_per_worker.split(",") if x.strip()]
         longer: list[Row] = []
         for backend in backends:
             row = measure(backend, workers=1, trials=args.overhead_trials, sleep_s=0.0, **common)

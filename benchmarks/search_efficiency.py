@@ -62,6 +62,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _arguments import refuse_below  # noqa: E402 - the benchmarks' own helper
 
 STRATEGIES: dict[str, tuple[str, str, float | None]] = {
     "random": ("random", "none", None),
@@ -708,15 +711,16 @@ def main(
         parser.error(f"--first-seed must be a non-negative integer, got {args.first_seed}")
     # Refused before anything runs or is written: a nonsense run would overwrite the committed
     # results that the README quotes.
-    for option, value, least in (
-        ("--seeds", args.seeds, 1),
-        ("--trial-budget", args.trial_budget, 1),
-        ("--fid-samples", args.fid_samples, 2),
-        ("--eval-points", args.eval_points, 1),
-        ("--jobs", args.jobs, 1),
-    ):
-        if value is not None and value < least:
-            parser.error(f"{option} must be at least {least}, got {value}")
+    refuse_below(
+        parser,
+        [
+            ("--seeds", args.seeds, 1),
+            ("--trial-budget", args.trial_budget, 1),
+            ("--fid-samples", args.fid_samples, 2),
+            ("--eval-points", args.eval_points, 1),
+            ("--jobs", args.jobs, 1),
+        ],
+    )
     if args.resolution is not None and (args.resolution < 8 or args.resolution % 8):
         # dcgan-cpu's generators upsample x2 up to 3 times from a square stem
         parser.error(f"--resolution must be a positive multiple of 8, got {args.resolution}")

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import search_efficiency as bench  # noqa: E402 - the benchmark's own setting and helpers
+from _arguments import refuse_below  # noqa: E402 - the benchmarks' own helper
 
 
 def main() -> None:
@@ -43,6 +44,18 @@ def main() -> None:
     args = parser.parse_args()
     if problem := bench.ema_decay_problem(args.ema_decay):
         parser.error(problem)
+    refuse_below(
+        parser,
+        [
+            ("--trials", args.trials, 1),
+            ("--top", args.top, 1),
+            ("--repeats", args.repeats, 1),
+            ("--eval-points", args.eval_points, 1),
+            ("--fid-samples", args.fid_samples, 2),
+        ],
+    )
+    if args.top > args.trials:
+        parser.error(f"--top {args.top} is more than --trials {args.trials}")
 
     import optuna
     from scipy.stats import spearmanr
