@@ -464,6 +464,15 @@ def fid(
         batch_size=batch_size,
         extractor_path=feature_extractor,
     )
+    if num_samples is not None:
+        for source, used in ((source_a, result.num_a), (source_b, result.num_b)):
+            if used < num_samples:
+                # A data source has only so many images; the FID is still computed, on those.
+                typer.echo(
+                    f"note: --num-samples {num_samples}, but {source!r} has {used} images; "
+                    f"its {used} were used",
+                    err=True,
+                )
     details = result.details()
     for key, value in details.items():
         typer.echo(f"{key}: {value}")

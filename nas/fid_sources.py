@@ -268,6 +268,7 @@ def fid_between(
         metrics=tuple(used),
         kid_subset_size=subset if kid_mean is not None else None,
         kid_subsets=100 if kid_mean is not None else None,
+        resize=extractor.resize,
     )
     return MetricsResult(
         fid=fid,

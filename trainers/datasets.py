@@ -22,6 +22,7 @@ for a folder called ``digits``. All images are center-cropped to a square and re
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -330,6 +331,16 @@ _NPZ_EXPECTED = (
 
 def _load_npz(path: Path) -> torch.Tensor:
     try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise DatasetError(f"cannot read npz file {str(path)!r}: {exc.strerror or exc}") from exc
+    if magic[:2] != b"PK":  # a zip: PK\x03\x04, or PK\x05\x06 when it holds no array
+        # numpy takes any other file for a pickle and says so, which misleads about a text file.
+        raise DatasetError(
+            f"{str(path)!r} is not an npz archive (numpy.savez writes a zip file); {_NPZ_EXPECTED}"
+        )
+    try:
         with np.load(path, allow_pickle=False) as archive:
             keys = list(archive.keys())
             if "images" in keys:
@@ -343,8 +354,9 @@ def _load_npz(path: Path) -> torch.Tensor:
             array = archive[key]
     except DatasetError:
         raise
-    except (OSError, ValueError) as exc:
-        # ValueError also covers object arrays, which would need pickle.
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        # ValueError also covers object arrays, which would need pickle; BadZipFile and EOFError
+        # a zip cut short.
         raise DatasetError(
             f"cannot read npz file {str(path)!r}: {' '.join(str(exc).split())}; {_NPZ_EXPECTED}"
         ) from exc

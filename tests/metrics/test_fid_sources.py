@@ -195,7 +195,7 @@ def test_unreadable_or_too_small_sources_are_dataset_errors(
     for bad, named in (
         (junk, "cannot read image"),
         (tmp_path / "empty.npz", "has arrays \\[\\] but no .images. key"),
-        (tmp_path / "fake.npz", "cannot read npz file"),
+        (tmp_path / "fake.npz", "is not an npz archive"),
         (tmp_path / "one.npz", "holds 1 image; FID needs at least 2"),
     ):
         for order in ((str(good), str(bad)), (str(bad), str(good))):
@@ -215,3 +215,29 @@ def test_a_hair_below_zero_prints_as_zero_not_minus_zero() -> None:
     assert details["fid"] == "0.000000"
     # A real negative KID estimate keeps its sign.
     assert MetricsResult(**{**result.__dict__, "kid": -2e-4}).details()["kid"].startswith("-0.000200")
+
+
+def test_more_samples_than_a_source_has_uses_them_all_and_says_so(
+    tiny_extractor_path: Path, sources, capsys
+) -> None:
+    from nas.cli import main
+
+    _, _, folder, npz = sources
+    args = ["fid", str(folder), str(npz), "--feature-extractor", str(tiny_extractor_path)]
+    assert main([*args, "--num-samples", "1000", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    # It was silent about it. Both sources hold 24 images.
+    for source in (folder, npz):
+        assert f"note: --num-samples 1000, but '{source}' has 24 images; its 24 were used" in (
+            captured.err
+        )
+    assert main([*args, "--num-samples", "12", "--device", "cpu"]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_a_torchscript_extractor_records_no_resize(tiny_extractor_path: Path, sources) -> None:
+    from nas.fid_sources import fid_between
+
+    _, _, folder, npz = sources
+    result = fid_between(str(folder), str(npz), extractor_path=str(tiny_extractor_path), device="cpu")
+    assert result.protocol["resize"] == "none"

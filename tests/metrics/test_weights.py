@@ -127,6 +127,12 @@ def test_wrong_or_truncated_file_names_both_hashes(hub: Path, random_weights_pat
     assert str(truncated) in message
     assert _weights.EXPECTED_SHA256 in message and file_sha256(truncated) in message
     assert "--allow-unverified-weights" in message
+    # The user's own file is not deleted to be downloaded again; one in the hub cache is.
+    assert "Delete it to re-download" not in message and "Give the official file" in message
+    hub.mkdir(parents=True)
+    (hub / _weights.HUB_FILENAMES[0]).write_bytes(truncated.read_bytes())
+    with pytest.raises(WeightsError, match="Delete it to re-download"):
+        resolve_inception_weights(download=False)
 
 
 def test_missing_explicit_file(hub: Path, tmp_path: Path) -> None:

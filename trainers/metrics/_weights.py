@@ -114,10 +114,17 @@ def _verify(path: Path, *, source: str, allow_unverified: bool) -> WeightsInfo:
     if allow_unverified:
         return WeightsInfo(path=str(path), sha256=found, verified=False, source=source)
     size = path.stat().st_size
+    # Only a file found in the hub cache is one a deletion makes gannas download again; a file
+    # the user named stays theirs to replace.
+    remedy = (
+        "Delete it to re-download"
+        if source == "hub-cache"
+        else "Give the official file (or leave the option out to use the hub cache or download)"
+    )
     raise WeightsError(
         f"Inception weights file {str(path)!r} has sha256 {found} ({size} bytes), expected "
         f"{EXPECTED_SHA256} ({EXPECTED_SIZE} bytes): the file is corrupt, truncated or a different "
-        f"network. Delete it to re-download, or {_UNVERIFIED_HINT}"
+        f"network. {remedy}, or {_UNVERIFIED_HINT}"
     )
 
 
