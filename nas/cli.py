@@ -230,11 +230,9 @@ def spaces_validate(
     path: Annotated[str, typer.Argument(help="YAML file to check, or a built-in name.")],
 ) -> None:
     """Check a search-space file; prints what was wrong, or a summary of the space."""
-    from search_spaces import resolve_space
+    from search_spaces import FixedParam, resolve_space
 
     space = resolve_space(path)  # the same lookup as `spaces show` and `search`
-    from search_spaces import FixedParam
-
     params = list(space.parameters())
     fixed = sum(isinstance(p.param, FixedParam) for p in params)
     typer.echo(
