@@ -238,7 +238,7 @@ def _check_target(out: Path, *, overwrite: bool) -> None:
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise CheckpointError(
             f"cannot export to {out}: the directory is not empty; choose a new directory or pass "
-            "overwrite=True (--overwrite) to replace it"
+            "--overwrite (overwrite=True in Python) to replace it"
         )
 
 

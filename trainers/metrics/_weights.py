@@ -48,7 +48,7 @@ HUB_FILENAMES = (
     "weights-inception-2015-12-05-6726825d.pth",
 )
 _UNVERIFIED_HINT = (
-    "pass --allow-unverified-weights (allow_unverified=True) to use it anyway; "
+    "pass --allow-unverified-weights (allow_unverified=True in Python) to use it anyway; "
     "the FID is then not comparable with published numbers"
 )
 
