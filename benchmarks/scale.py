@@ -420,7 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         sweep_sleeps = [float(x) for x in args.sweep_sleeps.split(",") if x.strip()]
         sweep_per_worker = [int(x) for x in args.sweep_trials_per_worker.split(",") if x.strip()]
     except ValueError as exc:
-        parser.error(f"--workers, --sweep-sleeps and --sweep-trials-per-worker take comma lists: {exc}")
+        parser.error(
+            f"--workers, --sweep-sleeps and --sweep-trials-per-worker take comma lists: {exc}"
+        )
     refuse_below(
         parser,
         [

@@ -727,7 +727,9 @@ def main(
     if args.time_budget is not None and not (
         math.isfinite(args.time_budget) and args.time_budget > 0
     ):
-        parser.error(f"--time-budget must be a positive number of CPU seconds, got {args.time_budget}")
+        parser.error(
+            f"--time-budget must be a positive number of CPU seconds, got {args.time_budget}"
+        )
     if args.seeds or args.first_seed:
         n = args.seeds or len(cfg.seeds)
         overrides["seeds"] = tuple(range(args.first_seed, args.first_seed + n))

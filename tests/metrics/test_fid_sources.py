@@ -239,5 +239,7 @@ def test_a_torchscript_extractor_records_no_resize(tiny_extractor_path: Path, so
     from nas.fid_sources import fid_between
 
     _, _, folder, npz = sources
-    result = fid_between(str(folder), str(npz), extractor_path=str(tiny_extractor_path), device="cpu")
+    result = fid_between(
+        str(folder), str(npz), extractor_path=str(tiny_extractor_path), device="cpu"
+    )
     assert result.protocol["resize"] == "none"
