@@ -22,6 +22,8 @@ HISTORY = "gannas.history"
 """Every evaluation: [[step, {metric: value}], ...]."""
 STATUS = "gannas.status"
 """completed / stopped (pruned) / diverged / out_of_memory / error / lost / interrupted."""
+STATUS_INTERRUPTED = "interrupted"
+"""The status of a trial the user's Ctrl-C stopped: retried without using up an attempt."""
 FAIL_REASON = "gannas.fail_reason"
 FAIL_KIND = "gannas.fail_kind"
 """``trial`` (the architecture failed: divergence, OOM, an error in training) or ``infra`` (the

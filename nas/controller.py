@@ -42,6 +42,7 @@ from nas.study_state import (
     next_retry,
     open_study,
     recover_stale_trials,
+    retry_attempt,
 )
 from nas.trial_job import DataSpec, ScoringSpec, TrialJob
 
@@ -825,7 +826,7 @@ class _Loop:
         waiting = retry is not None or any(t.state == TrialState.WAITING for t in trials)
         if retry is not None:
             self._retried.add(retry.number)
-            attempt = int(retry.user_attrs.get(attrs.ATTEMPT, 1)) + 1
+            attempt = retry_attempt(retry)
             # A retried enqueue can (rarely) leave two WAITING copies; the second then runs as an
             # extra attempt of the same architecture, which costs time but loses nothing.
             _db(
@@ -919,6 +920,6 @@ class _Loop:
                 self.storage,
                 trial_id,
                 kind=attrs.FAIL_KIND_INFRA,
-                status="interrupted",
+                status=attrs.STATUS_INTERRUPTED,
                 reason=f"{reason}; retried when the search continues",
             )

@@ -38,9 +38,13 @@ class ScoringSettings:
     batch_size: int = 100
 
     def resolved_metrics(self) -> tuple[str, ...]:
-        if self.metrics is not None:
-            return self.metrics
-        return ("fid", "kid") if self.feature_extractor else ("fid", "kid", "is")
+        """The metrics once each, in the order fid, kid, is (then any unknown name, for
+        validate_settings to refuse): ``kid,fid`` and ``fid,fid,kid`` are the protocol of
+        ``fid,kid``."""
+        if self.metrics is None:
+            return ("fid", "kid") if self.feature_extractor else ("fid", "kid", "is")
+        known = tuple(m for m in ("fid", "kid", "is") if m in self.metrics)
+        return known + tuple(m for m in dict.fromkeys(self.metrics) if m not in known)
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,9 @@ def open_study(
                 # path (absolute, moved, copied) is the same protocol. Its content is compared by
                 # check_feature_network, against the sha256 each scored trial recorded.
                 same = extractor_kind(stored.get(key)) == extractor_kind(wanted.get(key))
+            elif key == "metrics":
+                # Studies made before the metrics were put in one order stored them as typed.
+                same = set(stored.get(key) or ()) == set(wanted.get(key) or ())
             else:
                 same = stored.get(key) == wanted.get(key)
             if not same:
@@ -262,10 +265,22 @@ def next_retry(
             and trial.state == TrialState.FAIL
             and trial.user_attrs.get(attrs.FAIL_KIND) == attrs.FAIL_KIND_INFRA
             and trial.number not in done
-            and int(trial.user_attrs.get(attrs.ATTEMPT, 1)) <= max_retries
+            and (_interrupted(trial) or int(trial.user_attrs.get(attrs.ATTEMPT, 1)) <= max_retries)
         ):
             return trial
     return None
+
+
+def retry_attempt(trial: FrozenTrial) -> int:
+    """The attempt number of a retry of ``trial``: one more after a lost worker; the same after
+    the user's Ctrl-C, which says nothing about the architecture or the workers, so that
+    interrupting and continuing a search never uses up ``max_retries``."""
+    attempt = int(trial.user_attrs.get(attrs.ATTEMPT, 1))
+    return attempt if _interrupted(trial) else attempt + 1
+
+
+def _interrupted(trial: FrozenTrial) -> bool:
+    return trial.user_attrs.get(attrs.STATUS) == attrs.STATUS_INTERRUPTED
 
 
 def trial_summary(trial: FrozenTrial) -> dict[str, Any]:

@@ -339,12 +339,29 @@ def test_ctrl_c_during_an_inline_trial_marks_it_interrupted_not_running(
 
     monkeypatch.setattr(trial_runner, "execute_trial", interrupted_on_the_second)
     what, how, where = quick_search(trials=3)
+    # No retries for lost workers: a Ctrl-C is not one, and must not use them up.
+    how = dataclasses.replace(how, max_retries=0)
     with pytest.raises(SearchInterrupted):
         run_search(what, how, where)
     trials = optuna.load_study(study_name=how.study, storage=storage_url).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
     assert trials[1].user_attrs[attrs.STATUS] == "interrupted"
     assert trials[1].user_attrs[attrs.FAIL_KIND] == attrs.FAIL_KIND_INFRA
+
+    # Continued, and interrupted again while the retry trains (the first call of this run).
+    calls[:] = [None]
+    with pytest.raises(SearchInterrupted):
+        run_search(what, how, where)
+    # Continued to the end: the architecture of trial 1 is trained after all. Three Ctrl-Cs
+    # once left it "lost more than 2 times" and never trained.
+    monkeypatch.setattr(trial_runner, "execute_trial", real)
+    run_search(what, how, where)
+    trials = optuna.load_study(study_name=how.study, storage=storage_url).get_trials()
+    retries = [t for t in trials if t.user_attrs.get(attrs.RETRY_OF) is not None]
+    assert [t.user_attrs[attrs.RETRY_OF] for t in retries] == [1, 2]
+    assert [t.user_attrs[attrs.ATTEMPT] for t in retries] == [1, 1]
+    assert retries[-1].state == TrialState.COMPLETE
+    assert retries[-1].params == trials[1].params
 
 
 def test_ctrl_c_while_a_trial_is_prepared_marks_it_interrupted_not_running(
@@ -466,3 +483,21 @@ def test_a_search_whose_trials_all_fail_early_can_be_reported_and_keeps_reasons_
     page = (out / "index.html").read_text()
     assert "not enough memory" in page
     assert "Objectives: fid (minimize)" in page  # "value (minimize)" before
+
+
+def test_the_metrics_are_one_protocol_whatever_their_order_or_repeats(quick_search, storage_url):
+    what, how, where = quick_search(trials=1)
+
+    def with_metrics(*names: str) -> Any:
+        return dataclasses.replace(
+            what, scoring=dataclasses.replace(what.scoring, metrics=tuple(names))
+        )
+
+    run_search(with_metrics("fid", "fid", "kid"), how, where)
+    identity = _load(storage_url).user_attrs[attrs.STUDY_IDENTITY]
+    assert identity["metrics"] == ["fid", "kid"]  # it stored ['fid', 'fid', 'kid']
+    # The same protocol: continuing was refused for the order alone.
+    more = dataclasses.replace(how, trials=2)
+    assert run_search(with_metrics("kid", "fid"), more, where).trials_run_now == 1
+    with pytest.raises(GannasError, match="metrics="):
+        run_search(with_metrics("fid"), dataclasses.replace(how, trials=3), where)
