@@ -277,10 +277,13 @@ def main() -> None:
             ("--derived-sizes", args.derived_sizes or None, 2),
         ],
     )
+    from gannas.errors import GannasError
+    from nas.settings import check_device
+
     try:
-        metrics.resolve_device(args.device)
-    except (RuntimeError, ValueError) as exc:
-        parser.error(f"--device {args.device!r}: {exc}")
+        check_device(args.device, local=True)  # also a cuda this machine does not have
+    except GannasError as exc:
+        parser.error(str(exc))
 
     sizes = args.sizes or ([128] if args.quick else [2000, 10000])
     n_throughput = args.throughput_images or (64 if args.quick else 512)

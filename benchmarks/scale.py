@@ -436,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
             ("--profile", args.profile, 0),
         ],
     )
+    if args.profile and args.profile not in worker_counts:
+        parser.error(f"--profile {args.profile} is not one of --workers {args.workers}")
 
     import logging
 

@@ -52,6 +52,7 @@ def main() -> None:
             ("--repeats", args.repeats, 1),
             ("--eval-points", args.eval_points, 1),
             ("--fid-samples", args.fid_samples, 2),
+            ("--seed", args.seed, 0),
         ],
     )
     if args.top > args.trials:

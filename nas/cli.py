@@ -183,9 +183,13 @@ def search(
         else "no completed trial yet"
     )
     states = ", ".join(f"{k} {v}" for k, v in sorted(summary.states.items()))
+    counted = (
+        f"{summary.finished}/{summary.target}"
+        if summary.finished <= summary.target
+        else f"{summary.finished} (--trials {summary.target})"
+    )
     typer.echo(
-        f"study {summary.study_name!r} in {summary.storage}: {summary.finished}/{summary.target} "
-        f"finished ({states}); {best}"
+        f"study {summary.study_name!r} in {summary.storage}: {counted} finished ({states}); {best}"
     )
 
 

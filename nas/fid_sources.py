@@ -249,6 +249,14 @@ def fid_between(
             download=download,
         )
     fa, fb = resolved[a], resolved[b]
+    if fa.resolution != fb.resolution and extractor.resize == "none":
+        # Inception resizes both to 299x299; a TorchScript network sees each at its own size,
+        # and features of different sizes are not comparable.
+        raise GannasError(
+            f"{a!r} is {fa.resolution}x{fa.resolution} but {b!r} is {fb.resolution}x"
+            f"{fb.resolution}; a --feature-extractor network takes the images as they are, so "
+            "compare sources of one resolution (--resolution sets a dataset's)"
+        )
     fid = metrics.frechet_distance_from_features(fa.features["pool"], fb.features["pool"])
     kid_mean = kid_std = None
     subset = min(1000, fa.num_samples, fb.num_samples)

@@ -76,7 +76,11 @@ class RichProgress:
             self._first_finished = finished
             self._target = target
             self._started = time.perf_counter()
-            self._line(f"study {study!r}: {finished}/{target} trials finished so far")
+            if finished >= target:
+                # Continued with a smaller --trials than it has run: nothing to do ("16/5").
+                self._line(f"study {study!r}: {finished} trials finished, --trials {target} reached")
+            else:
+                self._line(f"study {study!r}: {finished}/{target} trials finished so far")
             if self._progress is not None:
                 self._task = self._progress.add_task(
                     study, total=target, completed=finished, best="-", running=0

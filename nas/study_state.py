@@ -83,8 +83,10 @@ def open_study(
         from nas.retrain import FINAL_STAGE, STAGE
 
         if study.user_attrs.get(STAGE) == FINAL_STAGE:
+            this = "this retrain"
             remedy = "A final stage has one protocol: retrain with the options it was started with"
         else:
+            this = "this search"
             remedy = "Use the original settings, or another --study name"
         for key in sorted(set(stored) | set(wanted)):
             if key == EXTRACTOR_KEY:
@@ -99,7 +101,7 @@ def open_study(
                 same = stored.get(key) == wanted.get(key)
             if not same:
                 raise GannasError(
-                    f"study {name!r} was created with {key}={stored.get(key)!r}, but this search "
+                    f"study {name!r} was created with {key}={stored.get(key)!r}, but {this} "
                     f"has {key}={wanted.get(key)!r}; continuing it would mix incomparable trials. "
                     f"{remedy}"
                 )

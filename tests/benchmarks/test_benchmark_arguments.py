@@ -41,6 +41,8 @@ def test_refuse_below_passes_what_was_not_given_and_names_what_is_below(argument
         ("seed_noise", ["--top", "9", "--trials", "3"], "--top 9 is more than --trials 3"),
         ("fid_speed", ["--sizes", "-3"], "--sizes must be at least 2, got -3"),
         ("fid_speed", ["--device", "tpu"], "--device 'tpu'"),
+        ("seed_noise", ["--seed", "-1"], "--seed must be at least 0, got -1"),
+        ("scale", ["--profile", "5", "--workers", "2"], "--profile 5 is not one of --workers 2"),
         ("fid_direct", ["--tools", "nosuch"], "--tools must be among ours, torch-fidelity"),
         ("fid_direct", ["--sizes", "1"], "--sizes must be at least 2, got 1"),
     ],

@@ -330,3 +330,15 @@ def test_the_ray_executor_counts_the_trials_its_cluster_runs_at_once():
     for per_trial, expected in (((1.0, 0.0), 16), ((3.0, 0.0), 5), ((1.0, 0.5), 4), ((0.5, 1.0), 2)):
         executor._per_trial = per_trial
         assert executor.capacity() == expected, per_trial
+
+
+def test_continuing_with_fewer_trials_than_run_says_so_instead_of_a_fraction_above_one(
+    tmp_path, tiny_extractor, capsys
+):
+    db = tmp_path / "study.db"
+    assert main(_search_args(db, tiny_extractor, "--trials", "2")) == 0
+    capsys.readouterr()
+    assert main(_search_args(db, tiny_extractor, "--trials", "1")) == 0
+    out = capsys.readouterr().out
+    # It printed "2/1 finished".
+    assert "2 (--trials 1) finished (" in out and "2/1" not in out
