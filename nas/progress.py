@@ -78,7 +78,9 @@ class RichProgress:
             self._started = time.perf_counter()
             if finished >= target:
                 # Continued with a smaller --trials than it has run: nothing to do ("16/5").
-                self._line(f"study {study!r}: {finished} trials finished, --trials {target} reached")
+                self._line(
+                    f"study {study!r}: {finished} trials finished, --trials {target} reached"
+                )
             else:
                 self._line(f"study {study!r}: {finished}/{target} trials finished so far")
             if self._progress is not None:

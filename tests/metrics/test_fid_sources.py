@@ -179,7 +179,7 @@ def test_exported_generator_source(tiny_extractor_path: Path, tiny_extractor, tm
         assert against_digits.num_b == (count or against_digits.num_a)
     # Digits at 8x8 against the 16x16 generator: a TorchScript network would see each at its
     # own size, and an FID was printed all the same.
-    with pytest.raises(GannasError, match=r"'digits' is 8x8 but .* is 16x16; a --feature-extractor"):
+    with pytest.raises(GannasError, match=r"'digits' is 8x8 but .* is 16x16; a --feature-ex"):
         fid_between(
             "digits", str(out), extractor_path=str(tiny_extractor_path), resolution=8, device="cpu"
         )
