@@ -167,13 +167,6 @@ def final_trials(final: optuna.Study) -> list[tuple[FrozenTrial, int]]:
     return out
 
 
-def _existing_final_study(study_name: str, storage: Any) -> optuna.Study | None:
-    try:
-        return optuna.load_study(study_name=final_study_name(study_name), storage=storage)
-    except KeyError:
-        return None
-
-
 def _open_main_study(name: str, storage: Any, url: str) -> optuna.Study:
     from storage import redact_url
 
@@ -335,7 +328,7 @@ def retrain_top(
         # that once gave --real-samples may leave it out. A new stage takes the usual default
         # (max(--fid-samples, 1000) real images, capped at the dataset), not the search's count:
         # a final FID of many samples wants reference statistics of as many.
-        stage = _existing_final_study(study_name, storage)
+        stage = load_final_study(study)
         recorded = (stage.user_attrs.get(attrs.STUDY_IDENTITY) or {}) if stage else {}
         if isinstance(recorded.get("real_samples"), int):
             real_samples = recorded["real_samples"]
